@@ -1,0 +1,6 @@
+use venturekit_ws::ws_action;
+
+#[ws_action("send")]
+struct Send;
+
+fn main() {}

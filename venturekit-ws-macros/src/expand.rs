@@ -1,0 +1,118 @@
+//! Code generation for `#[ws_action]`: the user's function unchanged, a hidden type of the
+//! same name (type namespace only), and an `Action` impl that adapts the function.
+
+use crate::{attr, check};
+use proc_macro2::{Span, TokenStream};
+use quote::{quote, quote_spanned};
+use syn::spanned::Spanned;
+use syn::{FnArg, ItemFn, ReturnType};
+
+pub(crate) fn ws_action(args: TokenStream, item: TokenStream) -> TokenStream {
+    let func: ItemFn = match syn::parse2(item.clone()) {
+        Ok(func) => func,
+        Err(_) => {
+            let err = syn::Error::new(
+                Span::call_site(),
+                "`#[ws_action]` can only be applied to an `async fn`",
+            );
+            return with_item(err, item);
+        }
+    };
+    let mut errors: Option<syn::Error> = None;
+    let mut add = |e: syn::Error| match &mut errors {
+        Some(all) => all.combine(e),
+        None => errors = Some(e),
+    };
+    let args = match attr::parse(args) {
+        Ok(args) => {
+            if let Err(e) = check::name(&args.name) {
+                add(e);
+            }
+            Some(args)
+        }
+        Err(e) => {
+            add(e);
+            None
+        }
+    };
+    if let Err(e) = check::signature(&func) {
+        add(e);
+    }
+    match (errors, args) {
+        (None, Some(args)) => generate(&func, &args),
+        (Some(err), _) => with_item(err, item),
+        (None, None) => item,
+    }
+}
+
+/// On error, still emit the user's item so the IDE and other code keep working.
+fn with_item(err: syn::Error, item: TokenStream) -> TokenStream {
+    let err = err.to_compile_error();
+    quote! { #err #item }
+}
+
+fn generate(func: &ItemFn, args: &attr::ActionArgs) -> TokenStream {
+    let vis = &func.vis;
+    let ident = &func.sig.ident;
+    let name = &args.name;
+    let public = args.public;
+    let private = quote!(::venturekit_ws::__private);
+
+    let typed: Vec<&syn::PatType> = func
+        .sig
+        .inputs
+        .iter()
+        .filter_map(|a| match a {
+            FnArg::Typed(t) => Some(t),
+            FnArg::Receiver(_) => None,
+        })
+        .collect();
+
+    // The context argument is converted through `CtxArg`, spanned on the user's type, so
+    // a wrong type gets one error pointing at it.
+    let ctx_arg = typed.first().map(|t| {
+        let ty = &t.ty;
+        quote_spanned!(ty.span()=> <#ty as #private::CtxArg>::from_ctx(__vk_ctx))
+    });
+    let (message_ty, call_args) = match (ctx_arg, typed.get(1)) {
+        (None, _) => (quote!(#private::IgnoredAny), quote!()),
+        (Some(ctx), None) => (quote!(#private::IgnoredAny), quote!(#ctx)),
+        (Some(ctx), Some(msg)) => {
+            let ty = &msg.ty;
+            (quote_spanned!(ty.span()=> #ty), quote!(#ctx, __vk_message))
+        }
+    };
+    let reply_span = match &func.sig.output {
+        ReturnType::Default => func.sig.ident.span(),
+        ReturnType::Type(_, ty) => ty.span(),
+    };
+    let reply = quote_spanned!(reply_span=> #private::reply(__vk_output));
+
+    quote! {
+        #func
+
+        #[doc(hidden)]
+        #[allow(non_camel_case_types)]
+        #vis struct #ident {}
+
+        const _: () = {
+            #[automatically_derived]
+            impl #private::Action for #ident {
+                const NAME: &'static str = #name;
+                const PUBLIC: bool = #public;
+                type Message = #message_ty;
+
+                fn call(
+                    __vk_ctx: #private::Ctx,
+                    __vk_message: Self::Message,
+                ) -> #private::ActionFuture {
+                    let _ = &__vk_message;
+                    #private::Box::pin(async move {
+                        let __vk_output = #ident(#call_args).await;
+                        #reply
+                    })
+                }
+            }
+        };
+    }
+}

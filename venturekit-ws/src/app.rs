@@ -1,0 +1,282 @@
+//! [`App`]: registration, configuration and the command line (`serve`, `token`).
+
+use crate::action::ActionDef;
+use crate::auth::{DevToken, Verifier, mint_dev_token};
+use crate::config::{Config, DEV_SECRET, JwtKey};
+use crate::dispatch::{Dispatcher, DispatcherParts};
+use crate::error::Error;
+use crate::local::LocalServer;
+use crate::store::{ConnectionStore, MemoryStore};
+use clap::{Parser, Subcommand};
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+/// A WebSocket application: actions plus configuration.
+///
+/// ```no_run
+/// # use venturekit_ws::{App, actions, ws_action, Ctx, WsError};
+/// #[ws_action("hello")]
+/// async fn hello(ctx: Ctx) -> Result<String, WsError> {
+///     Ok(format!("hello, {}", ctx.user_id().unwrap_or("stranger")))
+/// }
+///
+/// #[tokio::main]
+/// async fn main() -> Result<(), venturekit_ws::Error> {
+///     App::from_env()?.actions(actions![hello]).run().await
+/// }
+/// ```
+pub struct App {
+    config: Config,
+    actions: Vec<ActionDef>,
+    trust_client_tenant: bool,
+    store: Option<Arc<dyn ConnectionStore>>,
+}
+
+impl std::fmt::Debug for App {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("App")
+            .field("config", &self.config)
+            .field("actions", &self.actions)
+            .field("trust_client_tenant", &self.trust_client_tenant)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Where the dispatcher will run; decides the JWT key fallback.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// The local server: without a configured key, the public dev secret is used (with a warning).
+    Local,
+    /// AWS Lambda: a key must be configured.
+    Lambda,
+}
+
+#[derive(Parser)]
+#[command(
+    about = "A venturekit-ws WebSocket application",
+    disable_version_flag = true
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the local API Gateway emulator (the default).
+    Serve {
+        /// Address to listen on (default: VK_WS_LISTEN or 127.0.0.1:3001).
+        #[arg(long)]
+        listen: Option<SocketAddr>,
+    },
+    /// Print a development JWT signed with the configured HS256 secret.
+    Token {
+        /// The user id (`sub`).
+        #[arg(long)]
+        sub: String,
+        /// A tenant the token may join (repeat for several).
+        #[arg(long = "tenant")]
+        tenants: Vec<String>,
+        /// The `email` claim.
+        #[arg(long)]
+        email: Option<String>,
+        /// Lifetime in seconds.
+        #[arg(long, default_value_t = 3600)]
+        ttl: u64,
+    },
+}
+
+impl App {
+    /// An app configured from the `VK_WS_*` environment variables.
+    pub fn from_env() -> Result<Self, Error> {
+        Ok(Self::new(Config::from_env()?))
+    }
+
+    /// An app with an explicit configuration.
+    pub fn new(config: Config) -> Self {
+        App {
+            config,
+            actions: Vec::new(),
+            trust_client_tenant: false,
+            store: None,
+        }
+    }
+
+    /// Registers actions (usually `actions![a, b, c]`). Duplicates are reported when the
+    /// app starts.
+    pub fn actions(mut self, defs: impl IntoIterator<Item = ActionDef>) -> Self {
+        self.actions.extend(defs);
+        self
+    }
+
+    /// Registers one action.
+    pub fn action(mut self, def: ActionDef) -> Self {
+        self.actions.push(def);
+        self
+    }
+
+    /// **Insecure.** Lets a token without a tenant claim join whatever tenant the client
+    /// asks for. Only for apps where tenants are not a security boundary.
+    pub fn trust_client_tenant(mut self, trust: bool) -> Self {
+        self.trust_client_tenant = trust;
+        self
+    }
+
+    /// Uses `store` instead of the default for the mode.
+    pub fn store(mut self, store: Arc<dyn ConnectionStore>) -> Self {
+        self.store = Some(store);
+        self
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Mutable configuration (e.g. to shorten timeouts in tests).
+    pub fn config_mut(&mut self) -> &mut Config {
+        &mut self.config
+    }
+
+    fn jwt_key(&self, mode: Mode) -> Result<JwtKey, Error> {
+        if self.config.jwks_url.is_some() {
+            return Err(Error::Config(
+                "VK_WS_JWKS_URL is not supported by this version yet; set VK_WS_JWT_SECRET or VK_WS_JWT_PUBLIC_KEY".into(),
+            ));
+        }
+        match (&self.config.jwt_key, mode) {
+            (Some(key), _) => Ok(key.clone()),
+            (None, Mode::Local) => {
+                tracing::warn!(
+                    "VK_WS_JWT_SECRET is not set: using the public development secret. Never deploy like this."
+                );
+                Ok(JwtKey::Secret(DEV_SECRET.as_bytes().to_vec()))
+            }
+            (None, Mode::Lambda) => Err(Error::Config(
+                "no JWT configuration: set VK_WS_JWT_SECRET (HS256) or VK_WS_JWT_PUBLIC_KEY (PEM)"
+                    .into(),
+            )),
+        }
+    }
+
+    /// Builds the dispatcher, checking the registered actions.
+    pub fn dispatcher(&self, mode: Mode) -> Result<Dispatcher, Error> {
+        let key = self.jwt_key(mode)?;
+        let verifier = Verifier::new(&key, &self.config)?;
+        let store = match (&self.store, mode) {
+            (Some(store), _) => store.clone(),
+            (None, Mode::Local) => Arc::new(MemoryStore::new()),
+            (None, Mode::Lambda) => {
+                return Err(Error::Lambda(
+                    "no connection store: the DynamoDB store is not part of this version yet, and an in-memory store would lose connections between invocations".into(),
+                ));
+            }
+        };
+        Dispatcher::new(DispatcherParts {
+            actions: self.actions.clone(),
+            verifier,
+            store,
+            auth_timeout_secs: self.config.auth_timeout.as_secs() as i64,
+            session_ttl_secs: self.config.session_ttl.as_secs() as i64,
+            trust_client_tenant: self.trust_client_tenant,
+        })
+    }
+
+    /// Binds the local server on `addr` without serving yet (use port 0 in tests).
+    pub async fn local_server(&self, addr: SocketAddr) -> Result<LocalServer, Error> {
+        let dispatcher = self.dispatcher(Mode::Local)?;
+        LocalServer::bind(dispatcher, &self.config, addr).await
+    }
+
+    /// Runs the app: under `lambda_runtime` when `AWS_LAMBDA_RUNTIME_API` is set, otherwise
+    /// the command line (`serve`, the default, or `token`).
+    pub async fn run(self) -> Result<(), Error> {
+        init_logging();
+        if std::env::var_os("AWS_LAMBDA_RUNTIME_API").is_some() {
+            return self.run_lambda().await;
+        }
+        let cli = Cli::parse();
+        match cli.command {
+            None => self.serve(None).await,
+            Some(Command::Serve { listen }) => self.serve(listen).await,
+            Some(Command::Token {
+                sub,
+                tenants,
+                email,
+                ttl,
+            }) => self.print_token(DevToken {
+                sub,
+                tenants,
+                email,
+                ttl_secs: ttl,
+            }),
+        }
+    }
+
+    async fn run_lambda(self) -> Result<(), Error> {
+        if self.config.table.is_none() {
+            return Err(Error::Config("VK_WS_TABLE is required on Lambda".into()));
+        }
+        self.jwt_key(Mode::Lambda)?;
+        self.dispatcher(Mode::Lambda).map(|_| ())
+    }
+
+    async fn serve(self, listen: Option<SocketAddr>) -> Result<(), Error> {
+        let addr = listen.unwrap_or(self.config.listen);
+        let server = self.local_server(addr).await?;
+        let bound = server.local_addr();
+        let bin = std::env::args()
+            .next()
+            .and_then(|p| {
+                std::path::Path::new(&p)
+                    .file_stem()
+                    .map(|s| s.to_string_lossy().into_owned())
+            })
+            .unwrap_or_else(|| "app".into());
+        eprintln!(
+            "\nventurekit-ws local server (API Gateway emulator)\n\
+             \x20 WebSocket:      ws://{bound}\n\
+             \x20 Dev console:    http://{bound}/\n\
+             \x20 Management API: http://{bound}/@connections/{{connectionId}}\n\
+             \x20 Records:        http://{bound}/_vk/connections\n\
+             \x20 Get a token:    cargo run -p {bin} -- token --sub alice [--tenant acme]\n\
+             \x20 Then send:      {{\"action\":\"auth\",\"token\":\"<token>\"}}\n"
+        );
+        server
+            .serve_until(async {
+                let _ = tokio::signal::ctrl_c().await;
+            })
+            .await
+    }
+
+    fn print_token(&self, spec: DevToken) -> Result<(), Error> {
+        let secret = match &self.config.jwt_key {
+            Some(JwtKey::Secret(secret)) => secret.clone(),
+            Some(JwtKey::PublicKeyPem(_)) => {
+                return Err(Error::Config(
+                    "dev tokens are signed with an HS256 secret, but VK_WS_JWT_PUBLIC_KEY is configured; mint tokens with your identity provider".into(),
+                ));
+            }
+            None => {
+                eprintln!("note: VK_WS_JWT_SECRET is not set; signing with the local dev secret");
+                DEV_SECRET.as_bytes().to_vec()
+            }
+        };
+        let token = mint_dev_token(&secret, &spec, &self.config)?;
+        #[allow(clippy::print_stdout)]
+        {
+            println!("{token}");
+        }
+        eprintln!("send it with: {{\"action\":\"auth\",\"token\":\"{token}\"}}");
+        Ok(())
+    }
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}

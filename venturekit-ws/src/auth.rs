@@ -1,0 +1,340 @@
+//! Token verification and the tenant rule (DESIGN.md section 4.1).
+//!
+//! The algorithm is pinned to the configured key type: an HS256 secret accepts only HS256,
+//! an RSA key only RS*/PS*, an EC key only ES*, an Ed25519 key only EdDSA. `alg: none`
+//! is never accepted, and a token cannot pick HS256 to turn a public key into an HMAC secret.
+
+use crate::config::{Config, JwtKey};
+use crate::error::Error;
+use crate::protocol::ErrorCode;
+use jsonwebtoken::errors::ErrorKind;
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use serde_json::{Map, Value};
+
+/// Clock skew tolerated on `exp` and `nbf`, in seconds.
+pub const LEEWAY_SECS: u64 = 5;
+
+/// Who a connection belongs to once authenticated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    /// The token's `sub`.
+    pub user_id: String,
+    /// The tenant the connection joined, if any.
+    pub tenant_id: Option<String>,
+    /// The token's `email` claim, if present.
+    pub email: Option<String>,
+}
+
+/// The claims of a verified token that the framework uses.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VerifiedToken {
+    /// `sub`.
+    pub sub: String,
+    /// `email`, when present and a string.
+    pub email: Option<String>,
+    /// The tenant claim: `None` when the token has no such claim.
+    pub tenants: Option<Vec<String>>,
+}
+
+/// Why an `auth` message was refused. Messages are safe to send to the client.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuthFailure {
+    /// The wire code (`invalid_token`, `token_expired`, `forbidden_tenant`, …).
+    pub code: ErrorCode,
+    /// A human-readable reason, free of secrets and internals.
+    pub message: String,
+}
+
+impl AuthFailure {
+    pub(crate) fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        AuthFailure {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+/// Verifies tokens with one configured key.
+pub struct Verifier {
+    key: DecodingKey,
+    validation: Validation,
+    tenant_claim: String,
+}
+
+impl std::fmt::Debug for Verifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Verifier")
+            .field("algorithms", &self.validation.algorithms)
+            .field("tenant_claim", &self.tenant_claim)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Verifier {
+    /// Builds a verifier for `key`, honouring the issuer, audience and tenant claim of `config`.
+    pub fn new(key: &JwtKey, config: &Config) -> Result<Self, Error> {
+        let (decoding, algorithms) = match key {
+            JwtKey::Secret(secret) => (DecodingKey::from_secret(secret), vec![Algorithm::HS256]),
+            JwtKey::PublicKeyPem(pem) => public_key(pem.as_bytes())?,
+        };
+        let mut validation = Validation::new(algorithms[0]);
+        validation.algorithms = algorithms;
+        validation.leeway = LEEWAY_SECS;
+        validation.validate_exp = true;
+        validation.validate_nbf = true;
+        validation.set_required_spec_claims(&["exp", "sub"]);
+        if let Some(iss) = &config.issuer {
+            validation.set_issuer(&[iss]);
+        }
+        match &config.audience {
+            Some(aud) => validation.set_audience(&[aud]),
+            None => validation.validate_aud = false,
+        }
+        Ok(Verifier {
+            key: decoding,
+            validation,
+            tenant_claim: config.tenant_claim.clone(),
+        })
+    }
+
+    /// Verifies signature, algorithm, `exp`/`nbf`, `iss`/`aud`, and reads `sub`, `email`
+    /// and the tenant claim.
+    pub fn verify(&self, token: &str) -> Result<VerifiedToken, AuthFailure> {
+        let data = jsonwebtoken::decode::<Map<String, Value>>(token, &self.key, &self.validation)
+            .map_err(|e| token_failure(e.kind()))?;
+        let claims = data.claims;
+        let sub = match claims.get("sub") {
+            Some(Value::String(s)) if !s.is_empty() => s.clone(),
+            _ => {
+                return Err(AuthFailure::new(
+                    ErrorCode::InvalidToken,
+                    "token `sub` must be a non-empty string",
+                ));
+            }
+        };
+        let email = match claims.get("email") {
+            Some(Value::String(s)) => Some(s.clone()),
+            _ => None,
+        };
+        let tenants = match claims.get(&self.tenant_claim) {
+            None | Some(Value::Null) => None,
+            Some(Value::String(s)) => Some(vec![s.clone()]),
+            Some(Value::Array(items)) => {
+                let mut tenants = Vec::with_capacity(items.len());
+                for item in items {
+                    match item {
+                        Value::String(s) => tenants.push(s.clone()),
+                        _ => return Err(bad_tenant_claim(&self.tenant_claim)),
+                    }
+                }
+                Some(tenants)
+            }
+            Some(_) => return Err(bad_tenant_claim(&self.tenant_claim)),
+        };
+        Ok(VerifiedToken {
+            sub,
+            email,
+            tenants,
+        })
+    }
+}
+
+fn bad_tenant_claim(name: &str) -> AuthFailure {
+    AuthFailure::new(
+        ErrorCode::InvalidToken,
+        format!("token claim `{name}` must be a string or an array of strings"),
+    )
+}
+
+fn public_key(pem: &[u8]) -> Result<(DecodingKey, Vec<Algorithm>), Error> {
+    use Algorithm::*;
+    if let Ok(key) = DecodingKey::from_rsa_pem(pem) {
+        return Ok((key, vec![RS256, RS384, RS512, PS256, PS384, PS512]));
+    }
+    if let Ok(key) = DecodingKey::from_ec_pem(pem) {
+        return Ok((key, vec![ES256, ES384]));
+    }
+    if let Ok(key) = DecodingKey::from_ed_pem(pem) {
+        return Ok((key, vec![EdDSA]));
+    }
+    Err(Error::Config(
+        "VK_WS_JWT_PUBLIC_KEY is not an RSA, EC or Ed25519 public key in PEM form".into(),
+    ))
+}
+
+fn token_failure(kind: &ErrorKind) -> AuthFailure {
+    let message = match kind {
+        ErrorKind::ExpiredSignature => {
+            return AuthFailure::new(ErrorCode::TokenExpired, "token has expired");
+        }
+        ErrorKind::ImmatureSignature => "token is not valid yet (`nbf`)",
+        ErrorKind::InvalidSignature => "token signature is invalid",
+        ErrorKind::InvalidIssuer => "token issuer is not accepted",
+        ErrorKind::InvalidAudience => "token audience is not accepted",
+        ErrorKind::InvalidAlgorithm
+        | ErrorKind::MissingAlgorithm
+        | ErrorKind::InvalidAlgorithmName
+        | ErrorKind::UnsupportedAlgorithm => "token algorithm is not accepted",
+        ErrorKind::MissingRequiredClaim(claim) if claim == "exp" => {
+            "token is missing the `exp` claim"
+        }
+        ErrorKind::MissingRequiredClaim(claim) if claim == "sub" => {
+            "token is missing the `sub` claim"
+        }
+        ErrorKind::InvalidClaimFormat(_) => "token claims have the wrong types",
+        _ => "token is malformed",
+    };
+    AuthFailure::new(ErrorCode::InvalidToken, message)
+}
+
+/// Applies the tenant rule of DESIGN.md 4.1.
+///
+/// - a requested tenant must be listed in the token's tenant claim;
+/// - with no request and exactly one tenant in the claim, that tenant is joined;
+/// - a token without the claim joins no tenant, unless `trust_client_tenant` is set
+///   (insecure: the client then chooses its tenant freely).
+pub fn resolve_tenant(
+    token: &VerifiedToken,
+    requested: Option<&str>,
+    trust_client_tenant: bool,
+) -> Result<Option<String>, AuthFailure> {
+    match (&token.tenants, requested) {
+        (Some(tenants), Some(wanted)) => {
+            if tenants.iter().any(|t| t == wanted) {
+                Ok(Some(wanted.to_owned()))
+            } else {
+                Err(AuthFailure::new(
+                    ErrorCode::ForbiddenTenant,
+                    "the token does not grant access to the requested tenant",
+                ))
+            }
+        }
+        (Some(tenants), None) if tenants.len() == 1 => Ok(Some(tenants[0].clone())),
+        (Some(_), None) | (None, None) => Ok(None),
+        (None, Some(wanted)) if trust_client_tenant => Ok(Some(wanted.to_owned())),
+        (None, Some(_)) => Err(AuthFailure::new(
+            ErrorCode::ForbiddenTenant,
+            "the token carries no tenant claim, so it may not join a tenant",
+        )),
+    }
+}
+
+/// What a development token should say. See [`mint_dev_token`].
+#[derive(Debug, Clone, Default)]
+pub struct DevToken {
+    /// `sub`: the user id.
+    pub sub: String,
+    /// Tenants to list in the tenant claim (one becomes a string, several an array).
+    pub tenants: Vec<String>,
+    /// `email`.
+    pub email: Option<String>,
+    /// Lifetime in seconds (default 3600 when 0).
+    pub ttl_secs: u64,
+}
+
+/// Signs a development token with the HS256 secret of `config` (or [`crate::config::DEV_SECRET`]
+/// when `secret` is the dev secret), adding `iss`/`aud` when they are configured.
+pub fn mint_dev_token(secret: &[u8], spec: &DevToken, config: &Config) -> Result<String, Error> {
+    let now = jsonwebtoken::get_current_timestamp();
+    let ttl = if spec.ttl_secs == 0 {
+        3600
+    } else {
+        spec.ttl_secs
+    };
+    let mut claims = Map::new();
+    claims.insert("sub".into(), Value::String(spec.sub.clone()));
+    claims.insert("iat".into(), now.into());
+    claims.insert("exp".into(), (now + ttl).into());
+    if let Some(email) = &spec.email {
+        claims.insert("email".into(), Value::String(email.clone()));
+    }
+    match spec.tenants.as_slice() {
+        [] => {}
+        [one] => {
+            claims.insert(config.tenant_claim.clone(), Value::String(one.clone()));
+        }
+        many => {
+            claims.insert(config.tenant_claim.clone(), many.to_vec().into());
+        }
+    }
+    if let Some(iss) = &config.issuer {
+        claims.insert("iss".into(), Value::String(iss.clone()));
+    }
+    if let Some(aud) = &config.audience {
+        claims.insert("aud".into(), Value::String(aud.clone()));
+    }
+    jsonwebtoken::encode(
+        &Header::new(Algorithm::HS256),
+        &claims,
+        &EncodingKey::from_secret(secret),
+    )
+    .map_err(|e| Error::Config(format!("could not sign the dev token: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn token(tenants: Option<&[&str]>) -> VerifiedToken {
+        VerifiedToken {
+            sub: "alice".into(),
+            email: None,
+            tenants: tenants.map(|t| t.iter().map(|s| s.to_string()).collect()),
+        }
+    }
+
+    #[test]
+    fn tenant_rule() {
+        let one = token(Some(&["acme"]));
+        assert_eq!(
+            resolve_tenant(&one, None, false).unwrap().as_deref(),
+            Some("acme")
+        );
+        assert_eq!(
+            resolve_tenant(&one, Some("acme"), false)
+                .unwrap()
+                .as_deref(),
+            Some("acme")
+        );
+        let err = resolve_tenant(&one, Some("globex"), false).unwrap_err();
+        assert_eq!(err.code, ErrorCode::ForbiddenTenant);
+
+        let two = token(Some(&["acme", "globex"]));
+        assert_eq!(resolve_tenant(&two, None, false).unwrap(), None);
+        assert_eq!(
+            resolve_tenant(&two, Some("globex"), false)
+                .unwrap()
+                .as_deref(),
+            Some("globex")
+        );
+
+        let none = token(None);
+        assert_eq!(resolve_tenant(&none, None, false).unwrap(), None);
+        let err = resolve_tenant(&none, Some("acme"), false).unwrap_err();
+        assert_eq!(err.code, ErrorCode::ForbiddenTenant);
+        assert_eq!(
+            resolve_tenant(&none, Some("acme"), true)
+                .unwrap()
+                .as_deref(),
+            Some("acme")
+        );
+    }
+
+    #[test]
+    fn dev_token_round_trips() {
+        let config = Config::default();
+        let secret = b"s3cret".to_vec();
+        let verifier = Verifier::new(&JwtKey::Secret(secret.clone()), &config).unwrap();
+        let spec = DevToken {
+            sub: "alice".into(),
+            tenants: vec!["acme".into()],
+            email: Some("a@example.com".into()),
+            ttl_secs: 60,
+        };
+        let t = mint_dev_token(&secret, &spec, &config).unwrap();
+        let v = verifier.verify(&t).unwrap();
+        assert_eq!(v.sub, "alice");
+        assert_eq!(v.email.as_deref(), Some("a@example.com"));
+        assert_eq!(v.tenants, Some(vec!["acme".to_string()]));
+    }
+}

@@ -1,0 +1,209 @@
+//! Configuration from the environment (DESIGN.md section 6).
+
+use crate::error::Error;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+/// The HS256 secret the local server uses when `VK_WS_JWT_SECRET` is not set.
+///
+/// Only for local development: it is public, so anyone can mint tokens with it.
+/// Lambda mode never falls back to it.
+pub const DEV_SECRET: &str = "venturekit-ws-dev-secret-do-not-use-in-production";
+
+/// How tokens are verified.
+#[derive(Clone)]
+pub enum JwtKey {
+    /// HS256 with a shared secret (`VK_WS_JWT_SECRET`).
+    Secret(Vec<u8>),
+    /// A PEM public key (`VK_WS_JWT_PUBLIC_KEY`): RSA, EC (P-256/P-384) or Ed25519.
+    PublicKeyPem(String),
+}
+
+impl std::fmt::Debug for JwtKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never print the secret.
+        match self {
+            JwtKey::Secret(_) => f.write_str("Secret(<redacted>)"),
+            JwtKey::PublicKeyPem(_) => f.write_str("PublicKeyPem(..)"),
+        }
+    }
+}
+
+/// Everything the runtime reads from the environment.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// `VK_WS_TABLE`: the DynamoDB table (required on Lambda).
+    pub table: Option<String>,
+    /// The token verification key; `None` when neither a secret nor a public key is set.
+    pub jwt_key: Option<JwtKey>,
+    /// `VK_WS_JWKS_URL`.
+    pub jwks_url: Option<String>,
+    /// `VK_WS_JWT_ISSUER`: required `iss` when set.
+    pub issuer: Option<String>,
+    /// `VK_WS_JWT_AUDIENCE`: required `aud` when set.
+    pub audience: Option<String>,
+    /// `VK_WS_TENANT_CLAIM`: the claim listing the tenants a token may join.
+    pub tenant_claim: String,
+    /// `VK_WS_AUTH_TIMEOUT_SEC`: how long a connection may stay unauthenticated.
+    pub auth_timeout: Duration,
+    /// `VK_WS_SESSION_TTL_SEC`: lifetime of an authenticated record.
+    pub session_ttl: Duration,
+    /// `VK_WS_LISTEN`: the local server's address.
+    pub listen: SocketAddr,
+    /// `VK_WS_MANAGEMENT_ENDPOINT`: management API endpoint override.
+    pub management_endpoint: Option<String>,
+    /// `VK_WS_IDLE_TIMEOUT_SEC` (local server): idle timeout, default 600 (API Gateway's).
+    pub idle_timeout: Duration,
+    /// `VK_WS_MAX_CONNECTION_SEC` (local server): maximum connection duration, default 7200.
+    pub max_connection: Duration,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            table: None,
+            jwt_key: None,
+            jwks_url: None,
+            issuer: None,
+            audience: None,
+            tenant_claim: "tenantId".to_owned(),
+            auth_timeout: Duration::from_secs(30),
+            session_ttl: Duration::from_secs(7200),
+            listen: SocketAddr::from(([127, 0, 0, 1], 3001)),
+            management_endpoint: None,
+            idle_timeout: Duration::from_secs(600),
+            max_connection: Duration::from_secs(7200),
+        }
+    }
+}
+
+impl Config {
+    /// Reads the `VK_WS_*` variables. Invalid values are errors naming the variable.
+    pub fn from_env() -> Result<Self, Error> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Like [`Config::from_env`], reading variables through `lookup` (handy in tests).
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, Error> {
+        let var = |name: &str| lookup(name).filter(|v| !v.trim().is_empty());
+        let mut config = Config {
+            table: var("VK_WS_TABLE"),
+            ..Config::default()
+        };
+        let secret = var("VK_WS_JWT_SECRET");
+        let public_key = var("VK_WS_JWT_PUBLIC_KEY");
+        config.jwks_url = var("VK_WS_JWKS_URL");
+        let configured = [
+            secret.is_some(),
+            public_key.is_some(),
+            config.jwks_url.is_some(),
+        ];
+        if configured.iter().filter(|set| **set).count() > 1 {
+            return Err(Error::Config(
+                "set only one of VK_WS_JWT_SECRET, VK_WS_JWT_PUBLIC_KEY and VK_WS_JWKS_URL".into(),
+            ));
+        }
+        config.jwt_key = match (secret, public_key) {
+            (Some(secret), _) => Some(JwtKey::Secret(secret.into_bytes())),
+            (None, Some(pem)) => Some(JwtKey::PublicKeyPem(read_pem(&pem)?)),
+            (None, None) => None,
+        };
+        config.issuer = var("VK_WS_JWT_ISSUER");
+        config.audience = var("VK_WS_JWT_AUDIENCE");
+        if let Some(claim) = var("VK_WS_TENANT_CLAIM") {
+            config.tenant_claim = claim;
+        }
+        if let Some(v) = var("VK_WS_AUTH_TIMEOUT_SEC") {
+            config.auth_timeout = seconds("VK_WS_AUTH_TIMEOUT_SEC", &v, 1, 7200)?;
+        }
+        if let Some(v) = var("VK_WS_SESSION_TTL_SEC") {
+            config.session_ttl = seconds("VK_WS_SESSION_TTL_SEC", &v, 1, 7 * 24 * 3600)?;
+        }
+        if let Some(v) = var("VK_WS_IDLE_TIMEOUT_SEC") {
+            config.idle_timeout = seconds("VK_WS_IDLE_TIMEOUT_SEC", &v, 1, 7200)?;
+        }
+        if let Some(v) = var("VK_WS_MAX_CONNECTION_SEC") {
+            config.max_connection = seconds("VK_WS_MAX_CONNECTION_SEC", &v, 1, 7200)?;
+        }
+        if let Some(v) = var("VK_WS_LISTEN") {
+            config.listen = v.trim().parse().map_err(|_| {
+                Error::Config(format!(
+                    "VK_WS_LISTEN must be an address like 127.0.0.1:3001, got `{v}`"
+                ))
+            })?;
+        }
+        config.management_endpoint = var("VK_WS_MANAGEMENT_ENDPOINT");
+        Ok(config)
+    }
+}
+
+fn seconds(name: &str, value: &str, min: u64, max: u64) -> Result<Duration, Error> {
+    match value.trim().parse::<u64>() {
+        Ok(n) if (min..=max).contains(&n) => Ok(Duration::from_secs(n)),
+        _ => Err(Error::Config(format!(
+            "{name} must be a whole number of seconds from {min} to {max}, got `{value}`"
+        ))),
+    }
+}
+
+/// `VK_WS_JWT_PUBLIC_KEY` holds either the PEM text itself (newlines may be written `\n`)
+/// or the path of a PEM file.
+fn read_pem(value: &str) -> Result<String, Error> {
+    let trimmed = value.trim();
+    if trimmed.starts_with("-----BEGIN") {
+        return Ok(trimmed.replace("\\n", "\n"));
+    }
+    std::fs::read_to_string(trimmed).map_err(|e| {
+        Error::Config(format!(
+            "VK_WS_JWT_PUBLIC_KEY is neither PEM text nor a readable file (`{trimmed}`: {e})"
+        ))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn cfg(vars: &[(&str, &str)]) -> Result<Config, Error> {
+        let map: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Config::from_lookup(|k| map.get(k).cloned())
+    }
+
+    #[test]
+    fn defaults_match_the_contract() {
+        let c = cfg(&[]).unwrap();
+        assert_eq!(c.auth_timeout, Duration::from_secs(30));
+        assert_eq!(c.session_ttl, Duration::from_secs(7200));
+        assert_eq!(c.listen.to_string(), "127.0.0.1:3001");
+        assert_eq!(c.tenant_claim, "tenantId");
+        assert!(c.jwt_key.is_none());
+    }
+
+    #[test]
+    fn bad_numbers_name_the_variable() {
+        let err = cfg(&[("VK_WS_AUTH_TIMEOUT_SEC", "soon")]).unwrap_err();
+        assert!(err.to_string().contains("VK_WS_AUTH_TIMEOUT_SEC"), "{err}");
+        let err = cfg(&[("VK_WS_LISTEN", "nowhere")]).unwrap_err();
+        assert!(err.to_string().contains("VK_WS_LISTEN"), "{err}");
+    }
+
+    #[test]
+    fn two_key_sources_are_refused() {
+        let err = cfg(&[
+            ("VK_WS_JWT_SECRET", "s"),
+            ("VK_WS_JWT_PUBLIC_KEY", "-----BEGIN PUBLIC KEY-----"),
+        ])
+        .unwrap_err();
+        assert!(err.to_string().contains("only one"), "{err}");
+    }
+
+    #[test]
+    fn secret_is_never_printed() {
+        let c = cfg(&[("VK_WS_JWT_SECRET", "hunter2")]).unwrap();
+        assert!(!format!("{c:?}").contains("hunter2"));
+    }
+}

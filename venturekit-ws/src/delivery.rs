@@ -1,0 +1,33 @@
+//! Delivery: posting frames to connections and closing them.
+//!
+//! The local server delivers through its live sockets; on AWS delivery goes through the
+//! API Gateway management API. Both answer [`DeliveryError::Gone`] for a connection that
+//! no longer exists (HTTP 410).
+
+/// A post or close failed.
+#[derive(Debug, thiserror::Error)]
+pub enum DeliveryError {
+    /// The connection no longer exists (API Gateway `GoneException`, HTTP 410).
+    #[error("connection is gone")]
+    Gone,
+    /// The payload exceeds API Gateway's 128 KB.
+    #[error("payload of {0} bytes exceeds the 128 KB limit")]
+    PayloadTooLarge(usize),
+    /// Any other failure (network, throttling, timeout).
+    #[error("delivery failed: {0}")]
+    Failed(String),
+}
+
+/// Sends frames to connections by id.
+#[async_trait::async_trait]
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot deliver messages to connections",
+    note = "implement `venturekit_ws::Delivery`"
+)]
+pub trait Delivery: Send + Sync + 'static {
+    /// Posts one text frame (`POST @connections/{id}`).
+    async fn post(&self, connection_id: &str, payload: &str) -> Result<(), DeliveryError>;
+
+    /// Closes the connection (`DELETE @connections/{id}`).
+    async fn close(&self, connection_id: &str) -> Result<(), DeliveryError>;
+}

@@ -1,0 +1,421 @@
+//! The local server: a faithful stand-in for API Gateway WebSocket APIs.
+//!
+//! Each WebSocket connect / message / close becomes the same API Gateway event Lambda
+//! would receive and runs through the same [`Dispatcher`]. The management API
+//! (`POST`/`GET`/`DELETE /@connections/{id}`) is served on the same port. API Gateway's
+//! limits are applied: 128 KB messages (close 1009), no binary frames (close 1003),
+//! 10 minutes idle and 2 hours total (close 1001).
+
+mod management;
+
+use crate::clock::now_ms;
+use crate::config::Config;
+use crate::delivery::{Delivery, DeliveryError};
+use crate::dispatch::Dispatcher;
+use crate::event::EventBuilder;
+use crate::messaging::Connections;
+use crate::protocol::MAX_MESSAGE_BYTES;
+use axum::Router;
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
+use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
+use axum::extract::{ConnectInfo, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::get;
+use base64::Engine;
+use futures_util::{SinkExt, StreamExt};
+use std::collections::HashMap;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+/// Close code for a message over 128 KB (RFC 6455 "message too big").
+pub const CLOSE_TOO_BIG: u16 = 1009;
+/// Close code for a binary frame (RFC 6455 "unsupported data").
+pub const CLOSE_UNSUPPORTED: u16 = 1003;
+/// Close code for the idle timeout and the maximum connection duration ("going away").
+pub const CLOSE_GOING_AWAY: u16 = 1001;
+/// Close code for `DELETE @connections/{id}` (normal closure).
+pub const CLOSE_NORMAL: u16 = 1000;
+
+/// Frames larger than this are refused by the socket layer before they are buffered whole.
+const SOCKET_LIMIT: usize = 1024 * 1024;
+/// How often the sweeper looks for expired connections (the contract asks for < 5 s).
+const SWEEP_EVERY: Duration = Duration::from_secs(1);
+/// How long to wait for the client's close echo after the server closed.
+const CLOSE_GRACE: Duration = Duration::from_secs(2);
+
+enum Outbound {
+    Text(String),
+    Close(u16, &'static str),
+}
+
+struct Peer {
+    tx: mpsc::UnboundedSender<Outbound>,
+    connected_at: i64,
+    last_active: Arc<std::sync::atomic::AtomicI64>,
+    source_ip: String,
+    user_agent: String,
+}
+
+/// The live sockets, by connection id.
+#[derive(Default)]
+struct Registry {
+    peers: Mutex<HashMap<String, Peer>>,
+}
+
+impl Registry {
+    fn peers(&self) -> MutexGuard<'_, HashMap<String, Peer>> {
+        self.peers.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// Delivery through the local server's live sockets.
+#[derive(Clone)]
+pub struct LocalDelivery {
+    registry: Arc<Registry>,
+}
+
+#[async_trait::async_trait]
+impl Delivery for LocalDelivery {
+    async fn post(&self, connection_id: &str, payload: &str) -> Result<(), DeliveryError> {
+        if payload.len() > MAX_MESSAGE_BYTES {
+            return Err(DeliveryError::PayloadTooLarge(payload.len()));
+        }
+        let peers = self.registry.peers();
+        let peer = peers.get(connection_id).ok_or(DeliveryError::Gone)?;
+        peer.tx
+            .send(Outbound::Text(payload.to_owned()))
+            .map_err(|_| DeliveryError::Gone)
+    }
+
+    async fn close(&self, connection_id: &str) -> Result<(), DeliveryError> {
+        let peer = self
+            .registry
+            .peers()
+            .remove(connection_id)
+            .ok_or(DeliveryError::Gone)?;
+        let _ = peer.tx.send(Outbound::Close(CLOSE_NORMAL, "Goodbye"));
+        Ok(())
+    }
+}
+
+struct Shared {
+    dispatcher: Arc<Dispatcher>,
+    registry: Arc<Registry>,
+    delivery: Arc<dyn Delivery>,
+    events: EventBuilder,
+    idle_timeout: Duration,
+    max_connection: Duration,
+}
+
+impl Shared {
+    fn connections(&self) -> Connections {
+        self.dispatcher.connections(self.delivery.clone())
+    }
+}
+
+/// A bound local server. Call [`LocalServer::serve`] to run it.
+pub struct LocalServer {
+    listener: tokio::net::TcpListener,
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for LocalServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LocalServer")
+            .field("addr", &self.listener.local_addr().ok())
+            .finish_non_exhaustive()
+    }
+}
+
+impl LocalServer {
+    /// Binds `addr` (use port 0 for an ephemeral port).
+    pub async fn bind(
+        dispatcher: Dispatcher,
+        config: &Config,
+        addr: SocketAddr,
+    ) -> Result<Self, crate::Error> {
+        let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| {
+            crate::Error::Io(std::io::Error::new(
+                e.kind(),
+                format!("cannot listen on {addr}: {e}"),
+            ))
+        })?;
+        let local = listener.local_addr()?;
+        let registry = Arc::new(Registry::default());
+        let shared = Arc::new(Shared {
+            dispatcher: Arc::new(dispatcher),
+            delivery: Arc::new(LocalDelivery {
+                registry: registry.clone(),
+            }),
+            registry,
+            events: EventBuilder {
+                api_id: "local".into(),
+                stage: "local".into(),
+                domain_name: local.to_string(),
+            },
+            idle_timeout: config.idle_timeout,
+            max_connection: config.max_connection,
+        });
+        Ok(LocalServer { listener, shared })
+    }
+
+    /// The address actually bound.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener
+            .local_addr()
+            .unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 0)))
+    }
+
+    /// Messaging through this server's sockets (for code that sends out of band).
+    pub fn connections(&self) -> Connections {
+        self.shared.connections()
+    }
+
+    /// Serves until the process ends.
+    pub async fn serve(self) -> Result<(), crate::Error> {
+        self.serve_until(std::future::pending()).await
+    }
+
+    /// Serves until `shutdown` completes.
+    pub async fn serve_until(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), crate::Error> {
+        let sweeper = tokio::spawn(sweep_forever(self.shared.clone()));
+        let app = Router::new()
+            .route("/", get(root))
+            .route("/_vk/connections", get(management::list_connections))
+            .route(
+                "/@connections/{id}",
+                get(management::get_connection)
+                    .post(management::post_to_connection)
+                    .delete(management::delete_connection),
+            )
+            .route(
+                "/{stage}/@connections/{id}",
+                get(management::get_staged)
+                    .post(management::post_staged)
+                    .delete(management::delete_staged),
+            )
+            .with_state(self.shared.clone());
+        let result = axum::serve(
+            self.listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(shutdown)
+        .await;
+        sweeper.abort();
+        result.map_err(crate::Error::Io)
+    }
+}
+
+async fn sweep_forever(shared: Arc<Shared>) {
+    let mut tick = tokio::time::interval(SWEEP_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        match shared.dispatcher.sweep(&shared.connections()).await {
+            Ok(report) if report.expired > 0 => {
+                tracing::info!(
+                    expired = report.expired,
+                    closed = report.closed,
+                    "sweeper closed expired connections"
+                );
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "sweeper failed"),
+        }
+    }
+}
+
+fn new_connection_id() -> String {
+    // API Gateway ids look like `L0SM9cOFvHcCIhw=`: 11 random bytes, base64 with padding.
+    let bytes: [u8; 11] = rand::random();
+    base64::engine::general_purpose::URL_SAFE.encode(bytes)
+}
+
+const CONSOLE: &str = include_str!("console.html");
+
+async fn root(
+    State(shared): State<Arc<Shared>>,
+    ConnectInfo(addr): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+) -> Response {
+    let ws = match ws {
+        Ok(ws) => ws,
+        Err(_) => {
+            return ([(header::CACHE_CONTROL, "no-store")], Html(CONSOLE)).into_response();
+        }
+    };
+    let id = new_connection_id();
+    let connected_at = now_ms();
+    let event = shared.events.connect(&id, connected_at);
+    let response = shared
+        .dispatcher
+        .handle(&event, shared.delivery.clone())
+        .await;
+    if response.status_code != 200 {
+        // Like API Gateway: a failed $connect refuses the handshake.
+        let status = StatusCode::from_u16(response.status_code as u16)
+            .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        return status.into_response();
+    }
+    let user_agent = headers
+        .get(header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_owned();
+    let peer = PeerInfo {
+        id,
+        connected_at,
+        source_ip: addr.ip().to_string(),
+        user_agent,
+    };
+    ws.max_message_size(SOCKET_LIMIT)
+        .max_frame_size(SOCKET_LIMIT)
+        .on_upgrade(move |socket| run_connection(shared, socket, peer))
+}
+
+struct PeerInfo {
+    id: String,
+    connected_at: i64,
+    source_ip: String,
+    user_agent: String,
+}
+
+async fn run_connection(shared: Arc<Shared>, socket: WebSocket, info: PeerInfo) {
+    let id = info.id.clone();
+    let (mut sink, mut stream) = socket.split();
+    let (tx, mut rx) = mpsc::unbounded_channel::<Outbound>();
+    let last_active = Arc::new(std::sync::atomic::AtomicI64::new(info.connected_at));
+    shared.registry.peers().insert(
+        id.clone(),
+        Peer {
+            tx: tx.clone(),
+            connected_at: info.connected_at,
+            last_active: last_active.clone(),
+            source_ip: info.source_ip,
+            user_agent: info.user_agent,
+        },
+    );
+
+    // The writer owns the sink; everything reaches the client through `tx`.
+    let (closed_tx, mut closed_rx) = tokio::sync::oneshot::channel::<u16>();
+    let writer = tokio::spawn(async move {
+        let mut closed_with = None;
+        while let Some(out) = rx.recv().await {
+            match out {
+                Outbound::Text(text) => {
+                    if sink.send(Message::Text(text.into())).await.is_err() {
+                        break;
+                    }
+                }
+                Outbound::Close(code, reason) => {
+                    let frame = CloseFrame {
+                        code,
+                        reason: reason.into(),
+                    };
+                    let _ = sink.send(Message::Close(Some(frame))).await;
+                    closed_with = Some(code);
+                    break;
+                }
+            }
+        }
+        if let Some(code) = closed_with {
+            let _ = closed_tx.send(code);
+        }
+        let _ = sink.close().await;
+    });
+
+    let close = |code: u16, reason: &'static str| {
+        let _ = tx.send(Outbound::Close(code, reason));
+    };
+    let deadline = Instant::now() + shared.max_connection;
+    let mut idle_deadline = Instant::now() + shared.idle_timeout;
+    let mut server_closed: Option<u16> = None;
+    let status: Option<u16> = loop {
+        let wake = if let Some(_code) = server_closed {
+            Instant::now() + CLOSE_GRACE
+        } else {
+            deadline.min(idle_deadline)
+        };
+        tokio::select! {
+            frame = stream.next() => match frame {
+                None => break server_closed.or(Some(1006)),
+                Some(Err(err)) => {
+                    if is_capacity(&err) {
+                        close(CLOSE_TOO_BIG, "Message too big");
+                        break Some(CLOSE_TOO_BIG);
+                    }
+                    break server_closed.or(Some(1006));
+                }
+                Some(Ok(Message::Text(text))) => {
+                    if server_closed.is_some() {
+                        continue;
+                    }
+                    if text.len() > MAX_MESSAGE_BYTES {
+                        close(CLOSE_TOO_BIG, "Message too big");
+                        server_closed = Some(CLOSE_TOO_BIG);
+                        continue;
+                    }
+                    idle_deadline = Instant::now() + shared.idle_timeout;
+                    last_active.store(now_ms(), std::sync::atomic::Ordering::Relaxed);
+                    let event = shared.events.message(&id, info.connected_at, text.as_str());
+                    shared.dispatcher.handle(&event, shared.delivery.clone()).await;
+                }
+                Some(Ok(Message::Binary(_))) => {
+                    if server_closed.is_none() {
+                        close(CLOSE_UNSUPPORTED, "Binary frames are not supported");
+                        server_closed = Some(CLOSE_UNSUPPORTED);
+                    }
+                }
+                Some(Ok(Message::Close(frame))) => {
+                    break server_closed.or(frame.map(|f| f.code));
+                }
+                Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
+            },
+            code = &mut closed_rx, if server_closed.is_none() => {
+                // Closed through DELETE @connections or a limit; wait briefly for the echo.
+                server_closed = Some(code.unwrap_or(CLOSE_NORMAL));
+            }
+            _ = tokio::time::sleep_until(wake) => {
+                if server_closed.is_some() {
+                    break server_closed;
+                }
+                close(CLOSE_GOING_AWAY, "Going away");
+                server_closed = Some(CLOSE_GOING_AWAY);
+            }
+        }
+    };
+    shared.registry.peers().remove(&id);
+    drop(tx);
+    let _ = tokio::time::timeout(CLOSE_GRACE, writer).await;
+    let event = shared
+        .events
+        .disconnect(&id, info.connected_at, status, "closed");
+    shared
+        .dispatcher
+        .handle(&event, shared.delivery.clone())
+        .await;
+}
+
+fn is_capacity(err: &axum::Error) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(err);
+    while let Some(e) = source {
+        let text = e.to_string();
+        if text.contains("Space limit exceeded")
+            || text.contains("too long")
+            || text.contains("Message too big")
+        {
+            return true;
+        }
+        source = e.source();
+    }
+    false
+}

@@ -1,0 +1,299 @@
+//! Messaging: the store API's delivery half (post to one connection, a user's devices, a
+//! tenant, everyone), with stale-connection cleanup and a report per fan-out.
+
+use crate::delivery::{Delivery, DeliveryError};
+use crate::error::WsError;
+use crate::protocol::{ErrorCode, MAX_MESSAGE_BYTES};
+use crate::store::{Connection, ConnectionStore, StoreError};
+use futures_util::StreamExt;
+use serde::Serialize;
+use std::sync::Arc;
+
+/// Default number of posts in flight during a fan-out.
+pub const DEFAULT_FANOUT_CONCURRENCY: usize = 32;
+
+/// Which connections a fan-out may reach.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Scope {
+    /// Every authenticated connection.
+    All,
+    /// Authenticated connections of this tenant.
+    Tenant(String),
+    /// Authenticated connections that joined no tenant.
+    NoTenant,
+}
+
+impl Scope {
+    /// The scope of a connection in `tenant` (or of a tenant-less one).
+    pub fn of_tenant(tenant: Option<&str>) -> Scope {
+        match tenant {
+            Some(t) => Scope::Tenant(t.to_owned()),
+            None => Scope::NoTenant,
+        }
+    }
+
+    /// Whether `connection` is inside this scope.
+    pub fn contains(&self, connection: &Connection) -> bool {
+        match self {
+            Scope::All => true,
+            Scope::Tenant(t) => connection.tenant_id.as_deref() == Some(t.as_str()),
+            Scope::NoTenant => connection.tenant_id.is_none(),
+        }
+    }
+}
+
+/// What a fan-out did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct FanoutReport {
+    /// Connections that received the message.
+    pub delivered: usize,
+    /// Connections that were gone (410); their records were removed.
+    pub gone: usize,
+    /// Connections whose delivery failed for another reason.
+    pub failed: usize,
+}
+
+/// A messaging operation failed before or while sending.
+///
+/// It deliberately does not implement `std::error::Error`, so that `?` in a handler maps
+/// `PayloadTooLarge` to the `payload_too_large` reply instead of a generic `internal`.
+#[derive(Debug)]
+pub enum MessagingError {
+    /// The serialized message exceeds 128 KB; nothing was sent.
+    PayloadTooLarge(usize),
+    /// The message could not be serialized.
+    Serialize(String),
+    /// Looking up the targets failed.
+    Store(StoreError),
+    /// Posting to a single connection failed.
+    Delivery(DeliveryError),
+}
+
+impl std::fmt::Display for MessagingError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            MessagingError::PayloadTooLarge(n) => {
+                write!(f, "message of {n} bytes exceeds the 128 KB limit")
+            }
+            MessagingError::Serialize(e) => write!(f, "message could not be serialized: {e}"),
+            MessagingError::Store(e) => write!(f, "{e}"),
+            MessagingError::Delivery(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+impl From<StoreError> for MessagingError {
+    fn from(e: StoreError) -> Self {
+        MessagingError::Store(e)
+    }
+}
+
+impl From<DeliveryError> for MessagingError {
+    fn from(e: DeliveryError) -> Self {
+        MessagingError::Delivery(e)
+    }
+}
+
+impl From<MessagingError> for WsError {
+    fn from(err: MessagingError) -> Self {
+        match err {
+            MessagingError::PayloadTooLarge(n) => WsError::new(
+                ErrorCode::PayloadTooLarge,
+                format!("message of {n} bytes exceeds the 128 KB limit"),
+            ),
+            MessagingError::Delivery(DeliveryError::PayloadTooLarge(n)) => WsError::new(
+                ErrorCode::PayloadTooLarge,
+                format!("message of {n} bytes exceeds the 128 KB limit"),
+            ),
+            other => WsError::internal(other),
+        }
+    }
+}
+
+/// The store plus delivery: everything needed to reach connections.
+///
+/// Cheap to clone. Available in handlers as [`crate::Ctx::connections`], and usable
+/// outside any WebSocket event (cron jobs, queue consumers).
+#[derive(Clone)]
+pub struct Connections {
+    store: Arc<dyn ConnectionStore>,
+    delivery: Arc<dyn Delivery>,
+    concurrency: usize,
+}
+
+impl std::fmt::Debug for Connections {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Connections")
+            .field("concurrency", &self.concurrency)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Serializes `message` once for a whole fan-out, enforcing the 128 KB limit.
+pub(crate) fn encode<T: Serialize + ?Sized>(message: &T) -> Result<String, MessagingError> {
+    let text =
+        serde_json::to_string(message).map_err(|e| MessagingError::Serialize(e.to_string()))?;
+    if text.len() > MAX_MESSAGE_BYTES {
+        return Err(MessagingError::PayloadTooLarge(text.len()));
+    }
+    Ok(text)
+}
+
+impl Connections {
+    /// Combines a store and a delivery.
+    pub fn new(store: Arc<dyn ConnectionStore>, delivery: Arc<dyn Delivery>) -> Self {
+        Connections {
+            store,
+            delivery,
+            concurrency: DEFAULT_FANOUT_CONCURRENCY,
+        }
+    }
+
+    /// Sets how many posts a fan-out keeps in flight (at least 1).
+    pub fn with_concurrency(mut self, concurrency: usize) -> Self {
+        self.concurrency = concurrency.max(1);
+        self
+    }
+
+    /// The underlying store (save, authenticate, remove, get, by user, by tenant).
+    pub fn store(&self) -> &Arc<dyn ConnectionStore> {
+        &self.store
+    }
+
+    /// The underlying delivery.
+    pub fn delivery(&self) -> &Arc<dyn Delivery> {
+        &self.delivery
+    }
+
+    /// A live record by id.
+    pub async fn get(&self, connection_id: &str) -> Result<Option<Connection>, StoreError> {
+        self.store.get(connection_id).await
+    }
+
+    /// Live records of a user.
+    pub async fn get_by_user(&self, user_id: &str) -> Result<Vec<Connection>, StoreError> {
+        self.store.get_by_user(user_id).await
+    }
+
+    /// Live records of a tenant.
+    pub async fn get_by_tenant(&self, tenant_id: &str) -> Result<Vec<Connection>, StoreError> {
+        self.store.get_by_tenant(tenant_id).await
+    }
+
+    /// Posts `message` (as JSON) to one connection. A gone connection's record is removed.
+    pub async fn post_to_connection<T: Serialize + ?Sized>(
+        &self,
+        connection_id: &str,
+        message: &T,
+    ) -> Result<(), MessagingError> {
+        let text = encode(message)?;
+        self.post_text(connection_id, &text).await?;
+        Ok(())
+    }
+
+    /// Posts an already-serialized frame; removes the record on [`DeliveryError::Gone`].
+    pub async fn post_text(&self, connection_id: &str, text: &str) -> Result<(), DeliveryError> {
+        if text.len() > MAX_MESSAGE_BYTES {
+            return Err(DeliveryError::PayloadTooLarge(text.len()));
+        }
+        let result = self.delivery.post(connection_id, text).await;
+        if let Err(DeliveryError::Gone) = &result {
+            self.remove_gone(connection_id).await;
+        }
+        result
+    }
+
+    /// Closes a connection and removes its record.
+    pub async fn close(&self, connection_id: &str) -> Result<(), StoreError> {
+        match self.delivery.close(connection_id).await {
+            Ok(()) | Err(DeliveryError::Gone) => {}
+            Err(e) => tracing::warn!(connection_id, error = %e, "closing connection failed"),
+        }
+        self.store.remove(connection_id).await
+    }
+
+    /// Sends to every authenticated connection (device) of `user_id`.
+    pub async fn send_to_user<T: Serialize + ?Sized>(
+        &self,
+        user_id: &str,
+        message: &T,
+    ) -> Result<FanoutReport, MessagingError> {
+        self.send_to_user_in(user_id, &Scope::All, message).await
+    }
+
+    /// Sends to the connections of `user_id` inside `scope`.
+    pub async fn send_to_user_in<T: Serialize + ?Sized>(
+        &self,
+        user_id: &str,
+        scope: &Scope,
+        message: &T,
+    ) -> Result<FanoutReport, MessagingError> {
+        let text = encode(message)?;
+        let targets = self.store.get_by_user(user_id).await?;
+        Ok(self.fan_out(targets, scope, &text).await)
+    }
+
+    /// Sends to every authenticated connection of `tenant_id`.
+    pub async fn send_to_tenant<T: Serialize + ?Sized>(
+        &self,
+        tenant_id: &str,
+        message: &T,
+    ) -> Result<FanoutReport, MessagingError> {
+        self.broadcast_in(&Scope::Tenant(tenant_id.to_owned()), message)
+            .await
+    }
+
+    /// Sends to every authenticated connection.
+    pub async fn broadcast<T: Serialize + ?Sized>(
+        &self,
+        message: &T,
+    ) -> Result<FanoutReport, MessagingError> {
+        self.broadcast_in(&Scope::All, message).await
+    }
+
+    /// Sends to every authenticated connection inside `scope`.
+    pub async fn broadcast_in<T: Serialize + ?Sized>(
+        &self,
+        scope: &Scope,
+        message: &T,
+    ) -> Result<FanoutReport, MessagingError> {
+        let text = encode(message)?;
+        let targets = match scope {
+            Scope::Tenant(t) => self.store.get_by_tenant(t).await?,
+            Scope::All | Scope::NoTenant => self.store.list().await?,
+        };
+        Ok(self.fan_out(targets, scope, &text).await)
+    }
+
+    async fn fan_out(&self, targets: Vec<Connection>, scope: &Scope, text: &str) -> FanoutReport {
+        let posts = targets
+            .into_iter()
+            .filter(|c| c.authenticated && scope.contains(c))
+            .map(|c| async move {
+                let result = self.delivery.post(&c.connection_id, text).await;
+                (c.connection_id, result)
+            });
+        let mut results = futures_util::stream::iter(posts).buffer_unordered(self.concurrency);
+        let mut report = FanoutReport::default();
+        while let Some((id, result)) = results.next().await {
+            match result {
+                Ok(()) => report.delivered += 1,
+                Err(DeliveryError::Gone) => {
+                    report.gone += 1;
+                    self.remove_gone(&id).await;
+                }
+                Err(e) => {
+                    report.failed += 1;
+                    tracing::warn!(connection_id = %id, error = %e, "delivery failed");
+                }
+            }
+        }
+        report
+    }
+
+    async fn remove_gone(&self, connection_id: &str) {
+        if let Err(e) = self.store.remove(connection_id).await {
+            tracing::warn!(connection_id, error = %e, "removing a gone connection failed");
+        }
+    }
+}

@@ -1,0 +1,229 @@
+//! The in-memory store used by the local server and tests.
+
+use super::{Connection, ConnectionStore, StoreError};
+use crate::auth::Identity;
+use crate::clock::now_secs;
+use std::collections::HashMap;
+use std::sync::{Mutex, MutexGuard};
+
+/// A [`ConnectionStore`] in a `HashMap`. Like DynamoDB it never deletes expired rows by
+/// itself; reads hide them and the sweeper removes them.
+#[derive(Debug, Default)]
+pub struct MemoryStore {
+    rows: Mutex<HashMap<String, Connection>>,
+}
+
+impl MemoryStore {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn rows(&self) -> MutexGuard<'_, HashMap<String, Connection>> {
+        // A panic while holding the lock cannot leave a row half-written (we only insert
+        // or remove whole rows), so a poisoned lock is safe to keep using.
+        self.rows.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn live_where(&self, keep: impl Fn(&Connection) -> bool) -> Vec<Connection> {
+        let now = now_secs();
+        let mut found: Vec<Connection> = self
+            .rows()
+            .values()
+            .filter(|c| c.is_live(now) && keep(c))
+            .cloned()
+            .collect();
+        found.sort_by(|a, b| a.connection_id.cmp(&b.connection_id));
+        found
+    }
+}
+
+#[async_trait::async_trait]
+impl ConnectionStore for MemoryStore {
+    async fn save(&self, connection: &Connection) -> Result<(), StoreError> {
+        self.rows()
+            .insert(connection.connection_id.clone(), connection.clone());
+        Ok(())
+    }
+
+    async fn authenticate(
+        &self,
+        connection_id: &str,
+        identity: &Identity,
+        ttl: i64,
+    ) -> Result<Connection, StoreError> {
+        let now = now_secs();
+        let mut rows = self.rows();
+        let row = rows
+            .get_mut(connection_id)
+            .filter(|c| c.is_live(now))
+            .ok_or(StoreError::NotFound)?;
+        if row.authenticated && row.user_id.as_deref() != Some(identity.user_id.as_str()) {
+            return Err(StoreError::OtherUser);
+        }
+        row.authenticated = true;
+        row.user_id = Some(identity.user_id.clone());
+        row.tenant_id = identity.tenant_id.clone();
+        row.email = identity.email.clone();
+        row.ttl = ttl;
+        Ok(row.clone())
+    }
+
+    async fn remove(&self, connection_id: &str) -> Result<(), StoreError> {
+        self.rows().remove(connection_id);
+        Ok(())
+    }
+
+    async fn get(&self, connection_id: &str) -> Result<Option<Connection>, StoreError> {
+        let now = now_secs();
+        Ok(self
+            .rows()
+            .get(connection_id)
+            .filter(|c| c.is_live(now))
+            .cloned())
+    }
+
+    async fn get_by_user(&self, user_id: &str) -> Result<Vec<Connection>, StoreError> {
+        Ok(self.live_where(|c| c.user_id.as_deref() == Some(user_id)))
+    }
+
+    async fn get_by_tenant(&self, tenant_id: &str) -> Result<Vec<Connection>, StoreError> {
+        Ok(self.live_where(|c| c.tenant_id.as_deref() == Some(tenant_id)))
+    }
+
+    async fn list(&self) -> Result<Vec<Connection>, StoreError> {
+        Ok(self.live_where(|_| true))
+    }
+
+    async fn list_expired(&self) -> Result<Vec<Connection>, StoreError> {
+        let now = now_secs();
+        let mut found: Vec<Connection> = self
+            .rows()
+            .values()
+            .filter(|c| !c.is_live(now))
+            .cloned()
+            .collect();
+        found.sort_by(|a, b| a.connection_id.cmp(&b.connection_id));
+        Ok(found)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn alice(tenant: Option<&str>) -> Identity {
+        Identity {
+            user_id: "alice".into(),
+            tenant_id: tenant.map(String::from),
+            email: Some("alice@example.com".into()),
+        }
+    }
+
+    #[tokio::test]
+    async fn lifecycle_and_queries() {
+        let store = MemoryStore::new();
+        let now = now_secs();
+        store
+            .save(&Connection::unauthenticated("c1", 1, now + 30))
+            .await
+            .unwrap();
+        store
+            .save(&Connection::unauthenticated("c2", 2, now + 30))
+            .await
+            .unwrap();
+        assert!(!store.get("c1").await.unwrap().unwrap().authenticated);
+        assert!(store.get_by_user("alice").await.unwrap().is_empty());
+
+        let row = store
+            .authenticate("c1", &alice(Some("acme")), now + 7200)
+            .await
+            .unwrap();
+        assert!(row.authenticated);
+        assert_eq!(row.ttl, now + 7200);
+        assert_eq!(row.email.as_deref(), Some("alice@example.com"));
+        let by_user = store.get_by_user("alice").await.unwrap();
+        assert_eq!(by_user.len(), 1);
+        assert_eq!(by_user[0].connection_id, "c1");
+        assert_eq!(store.get_by_tenant("acme").await.unwrap().len(), 1);
+        assert!(store.get_by_tenant("globex").await.unwrap().is_empty());
+        assert_eq!(store.list().await.unwrap().len(), 2);
+
+        store.remove("c1").await.unwrap();
+        assert!(store.get("c1").await.unwrap().is_none());
+        store.remove("c1").await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn expired_rows_are_absent_but_listed_for_the_sweeper() {
+        let store = MemoryStore::new();
+        let now = now_secs();
+        store
+            .save(&Connection::unauthenticated("old", 1, now - 1))
+            .await
+            .unwrap();
+        assert!(store.get("old").await.unwrap().is_none());
+        assert!(store.list().await.unwrap().is_empty());
+        let err = store
+            .authenticate("old", &alice(None), now + 100)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, StoreError::NotFound));
+        let expired = store.list_expired().await.unwrap();
+        assert_eq!(expired.len(), 1);
+        assert_eq!(expired[0].connection_id, "old");
+    }
+
+    #[tokio::test]
+    async fn authenticate_refuses_removed_and_other_users() {
+        let store = MemoryStore::new();
+        let now = now_secs();
+        let err = store
+            .authenticate("ghost", &alice(None), now + 100)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, StoreError::NotFound));
+        store
+            .save(&Connection::unauthenticated("c", 1, now + 30))
+            .await
+            .unwrap();
+        store
+            .authenticate("c", &alice(None), now + 100)
+            .await
+            .unwrap();
+        let bob = Identity {
+            user_id: "bob".into(),
+            tenant_id: None,
+            email: None,
+        };
+        let err = store.authenticate("c", &bob, now + 100).await.unwrap_err();
+        assert!(matches!(err, StoreError::OtherUser));
+        let row = store.get("c").await.unwrap().unwrap();
+        assert_eq!(row.user_id.as_deref(), Some("alice"));
+        // Same user again: refresh.
+        let row = store
+            .authenticate("c", &alice(None), now + 500)
+            .await
+            .unwrap();
+        assert_eq!(row.ttl, now + 500);
+    }
+
+    #[test]
+    fn record_serializes_with_table_field_names() {
+        let mut c = Connection::unauthenticated("abc=", 1700000000000, 1700000030);
+        let v = serde_json::to_value(&c).unwrap();
+        assert_eq!(
+            v,
+            serde_json::json!({"connectionId":"abc=","authenticated":false,
+                "connectedAt":1700000000000_i64,"ttl":1700000030})
+        );
+        c.authenticated = true;
+        c.user_id = Some("u".into());
+        c.tenant_id = Some("t".into());
+        c.email = Some("e".into());
+        let v = serde_json::to_value(&c).unwrap();
+        assert_eq!(v["userId"], "u");
+        assert_eq!(v["tenantId"], "t");
+        assert_eq!(v["email"], "e");
+    }
+}

@@ -1,0 +1,123 @@
+//! The connection store: where connection records live (DESIGN.md section 5).
+//!
+//! [`ConnectionStore`] is the storage half of the store API (save, authenticate, remove,
+//! get, by user, by tenant); [`crate::Connections`] adds the messaging half on top.
+//! Every read treats a record whose `ttl` has passed as absent, because DynamoDB's TTL
+//! deletes lazily.
+
+mod memory;
+
+pub use memory::MemoryStore;
+
+use crate::auth::Identity;
+use serde::{Deserialize, Serialize};
+
+/// One connection record, with the field names of the DynamoDB table.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Connection {
+    /// API Gateway connection id (partition key).
+    pub connection_id: String,
+    /// Whether the connection has authenticated.
+    pub authenticated: bool,
+    /// The JWT `sub`; absent until authenticated.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_id: Option<String>,
+    /// The tenant the connection joined, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tenant_id: Option<String>,
+    /// The `email` claim, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email: Option<String>,
+    /// When the connection opened, epoch milliseconds.
+    pub connected_at: i64,
+    /// When the record expires, epoch **seconds** (DynamoDB TTL).
+    pub ttl: i64,
+}
+
+impl Connection {
+    /// A fresh unauthenticated record expiring at `ttl` (epoch seconds).
+    pub fn unauthenticated(connection_id: impl Into<String>, connected_at: i64, ttl: i64) -> Self {
+        Connection {
+            connection_id: connection_id.into(),
+            authenticated: false,
+            user_id: None,
+            tenant_id: None,
+            email: None,
+            connected_at,
+            ttl,
+        }
+    }
+
+    /// Whether the record is still valid at `now` (epoch seconds): `ttl > now`.
+    pub fn is_live(&self, now_secs: i64) -> bool {
+        self.ttl > now_secs
+    }
+
+    /// The identity of an authenticated record.
+    pub fn identity(&self) -> Option<Identity> {
+        match (&self.authenticated, &self.user_id) {
+            (true, Some(user_id)) => Some(Identity {
+                user_id: user_id.clone(),
+                tenant_id: self.tenant_id.clone(),
+                email: self.email.clone(),
+            }),
+            _ => None,
+        }
+    }
+}
+
+/// A store operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// `authenticate`: the record is gone or its window has passed.
+    #[error("connection record is missing or expired")]
+    NotFound,
+    /// `authenticate`: the connection is already authenticated as another user.
+    #[error("connection is authenticated as another user")]
+    OtherUser,
+    /// The backend failed (network, throttling, …).
+    #[error("store backend: {0}")]
+    Backend(String),
+}
+
+/// Storage of connection records. Implemented by [`MemoryStore`] (local server, tests)
+/// and by the DynamoDB backend.
+#[async_trait::async_trait]
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a connection store",
+    note = "implement `venturekit_ws::ConnectionStore` or use `venturekit_ws::MemoryStore`"
+)]
+pub trait ConnectionStore: Send + Sync + 'static {
+    /// Saves (or replaces) a record.
+    async fn save(&self, connection: &Connection) -> Result<(), StoreError>;
+
+    /// Marks a record authenticated for `identity` with a new `ttl` (epoch seconds).
+    ///
+    /// Conditional: the record must exist, be live, and be either unauthenticated or
+    /// authenticated as the same user (token rotation). Returns the updated record.
+    async fn authenticate(
+        &self,
+        connection_id: &str,
+        identity: &Identity,
+        ttl: i64,
+    ) -> Result<Connection, StoreError>;
+
+    /// Deletes a record (no error when it is already gone).
+    async fn remove(&self, connection_id: &str) -> Result<(), StoreError>;
+
+    /// A live record by id (strongly consistent).
+    async fn get(&self, connection_id: &str) -> Result<Option<Connection>, StoreError>;
+
+    /// Live records of a user (every device).
+    async fn get_by_user(&self, user_id: &str) -> Result<Vec<Connection>, StoreError>;
+
+    /// Live records of a tenant.
+    async fn get_by_tenant(&self, tenant_id: &str) -> Result<Vec<Connection>, StoreError>;
+
+    /// Every live record.
+    async fn list(&self) -> Result<Vec<Connection>, StoreError>;
+
+    /// Every record whose `ttl` has passed but is still stored (for the sweeper).
+    async fn list_expired(&self) -> Result<Vec<Connection>, StoreError>;
+}
