@@ -82,14 +82,20 @@ impl Verifier {
         validation.leeway = LEEWAY_SECS;
         validation.validate_exp = true;
         validation.validate_nbf = true;
-        validation.set_required_spec_claims(&["exp", "sub"]);
+        // A configured issuer/audience must be present, not merely correct when present.
+        let mut required = vec!["exp", "sub"];
         if let Some(iss) = &config.issuer {
             validation.set_issuer(&[iss]);
+            required.push("iss");
         }
         match &config.audience {
-            Some(aud) => validation.set_audience(&[aud]),
+            Some(aud) => {
+                validation.set_audience(&[aud]);
+                required.push("aud");
+            }
             None => validation.validate_aud = false,
         }
+        validation.set_required_spec_claims(&required);
         Ok(Verifier {
             key: decoding,
             validation,
@@ -180,6 +186,12 @@ fn token_failure(kind: &ErrorKind) -> AuthFailure {
         }
         ErrorKind::MissingRequiredClaim(claim) if claim == "sub" => {
             "token is missing the `sub` claim"
+        }
+        ErrorKind::MissingRequiredClaim(claim) if claim == "iss" => {
+            "token is missing the `iss` claim"
+        }
+        ErrorKind::MissingRequiredClaim(claim) if claim == "aud" => {
+            "token is missing the `aud` claim"
         }
         ErrorKind::InvalidClaimFormat(_) => "token claims have the wrong types",
         _ => "token is malformed",

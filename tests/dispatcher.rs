@@ -1,0 +1,359 @@
+//! The dispatcher fed with real API Gateway event JSON (`fixtures/apigw-websocket`, the
+//! samples published with the AWS Lambda Rust runtime), as Lambda would deliver them.
+//! Delivery is recorded in-process here; the local-server tests cover real sockets.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use serde_json::{Value, json};
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use venturekit_ws::auth::Identity;
+use venturekit_ws::clock::now_secs;
+use venturekit_ws::event::WebSocketEvent;
+use venturekit_ws::{
+    Connection, ConnectionStore, Delivery, DeliveryError, Dispatcher, MemoryStore, Mode,
+};
+use venturekit_ws_tests::*;
+
+#[derive(Default)]
+struct Recorder {
+    posts: Mutex<Vec<(String, Value)>>,
+    closes: Mutex<Vec<String>>,
+    gone: Mutex<HashSet<String>>,
+}
+
+#[async_trait::async_trait]
+impl Delivery for Recorder {
+    async fn post(&self, id: &str, payload: &str) -> Result<(), DeliveryError> {
+        if self.gone.lock().unwrap().contains(id) {
+            return Err(DeliveryError::Gone);
+        }
+        let value = serde_json::from_str(payload).unwrap();
+        self.posts.lock().unwrap().push((id.to_owned(), value));
+        Ok(())
+    }
+    async fn close(&self, id: &str) -> Result<(), DeliveryError> {
+        self.closes.lock().unwrap().push(id.to_owned());
+        Ok(())
+    }
+}
+
+impl Recorder {
+    fn posts_to(&self, id: &str) -> Vec<Value> {
+        self.posts
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(to, _)| to == id)
+            .map(|(_, v)| v.clone())
+            .collect()
+    }
+    fn last_to(&self, id: &str) -> Value {
+        self.posts_to(id).pop().expect("nothing was posted")
+    }
+}
+
+struct Harness {
+    dispatcher: Dispatcher,
+    store: Arc<MemoryStore>,
+    delivery: Arc<Recorder>,
+}
+
+fn harness() -> Harness {
+    let store = Arc::new(MemoryStore::new());
+    let dispatcher = chat_app(config())
+        .store(store.clone())
+        .dispatcher(Mode::Lambda)
+        .unwrap();
+    Harness {
+        dispatcher,
+        store,
+        delivery: Arc::new(Recorder::default()),
+    }
+}
+
+impl Harness {
+    async fn handle(&self, event: &Value) -> i64 {
+        let event: WebSocketEvent = serde_json::from_value(event.clone()).unwrap();
+        self.dispatcher
+            .handle(&event, self.delivery.clone())
+            .await
+            .status_code
+    }
+}
+
+fn fixture(name: &str) -> Value {
+    let path = format!(
+        "{}/fixtures/apigw-websocket/{name}",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap()
+}
+
+/// A `$default` event built from the real `$connect` sample (same connection).
+fn message_event(body: &str) -> Value {
+    let mut event = fixture("example-apigw-websocket-request-without-method.json");
+    event["requestContext"]["routeKey"] = json!("$default");
+    event["requestContext"]["eventType"] = json!("MESSAGE");
+    event["requestContext"]["messageId"] = json!("abc");
+    event["body"] = json!(body);
+    event
+}
+
+const ID: &str = "asdfasdf=";
+
+#[tokio::test]
+async fn connect_fixture_saves_an_unauthenticated_record() {
+    let h = harness();
+    let status = h
+        .handle(&fixture(
+            "example-apigw-websocket-request-without-method.json",
+        ))
+        .await;
+    assert_eq!(status, 200);
+    let row = h.store.get(ID).await.unwrap().unwrap();
+    assert!(!row.authenticated);
+    assert_eq!(row.user_id, None);
+    assert_eq!(row.connected_at, 1645556857902);
+    let now = now_secs();
+    assert!(row.ttl > now + 28 && row.ttl <= now + 30, "{row:?}");
+    // Nothing may be posted from inside $connect.
+    assert!(h.delivery.posts.lock().unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn connect_fixture_with_rest_style_fields_is_accepted() {
+    let h = harness();
+    // `"messageId": null`, `"error": "*"`, an authorizer, a body: all tolerated.
+    let status = h
+        .handle(&fixture("example-apigw-websocket-request.json"))
+        .await;
+    assert_eq!(status, 200);
+    assert!(h.store.get("TWegAcC4EowCHnA=").await.unwrap().is_some());
+}
+
+#[tokio::test]
+async fn disconnect_fixture_removes_the_record() {
+    let h = harness();
+    let id = "AAAA1234=";
+    h.store
+        .save(&Connection::unauthenticated(id, 1, now_secs() + 30))
+        .await
+        .unwrap();
+    let status = h
+        .handle(&fixture(
+            "example-apigw-websocket-request-disconnect-route.json",
+        ))
+        .await;
+    assert_eq!(status, 200);
+    assert!(h.store.get(id).await.unwrap().is_none());
+    assert!(h.store.list_expired().await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn auth_then_actions_through_lambda_events() {
+    let h = harness();
+    h.handle(&fixture(
+        "example-apigw-websocket-request-without-method.json",
+    ))
+    .await;
+    let body = json!({"action": "auth", "token": token("alice", &["acme"])}).to_string();
+    assert_eq!(h.handle(&message_event(&body)).await, 200);
+    assert_eq!(
+        h.delivery.last_to(ID),
+        json!({"action": "auth", "success": true, "userId": "alice", "tenantId": "acme"})
+    );
+    let row = h.store.get(ID).await.unwrap().unwrap();
+    assert!(row.authenticated);
+    assert_eq!(row.tenant_id.as_deref(), Some("acme"));
+    assert!(row.ttl > now_secs() + 7000);
+
+    h.handle(&message_event(r#"{"action":"broadcast","data":"hi"}"#))
+        .await;
+    assert_eq!(
+        h.delivery.last_to(ID),
+        json!({"action": "message", "from": "alice", "data": "hi"})
+    );
+}
+
+#[tokio::test]
+async fn client_mistakes_answer_the_client_and_return_200() {
+    let h = harness();
+    h.handle(&fixture(
+        "example-apigw-websocket-request-without-method.json",
+    ))
+    .await;
+    for (body, code) in [
+        ("{oops", "bad_request"),
+        (r#"{"action":"nope"}"#, "unknown_action"),
+        (r#"{"action":"broadcast","data":1}"#, "unauthorized"),
+    ] {
+        assert_eq!(h.handle(&message_event(body)).await, 200);
+        assert_eq!(h.delivery.last_to(ID)["error"]["code"], code, "{body}");
+    }
+    // A binary (base64) body is refused.
+    let mut event = message_event("AAEC");
+    event["isBase64Encoded"] = json!(true);
+    assert_eq!(h.handle(&event).await, 200);
+    assert_eq!(h.delivery.last_to(ID)["error"]["code"], "bad_request");
+    // An event without a connection id is a 400, not a panic.
+    let mut event = message_event("{}");
+    event["requestContext"]
+        .as_object_mut()
+        .unwrap()
+        .remove("connectionId");
+    assert_eq!(h.handle(&event).await, 400);
+}
+
+#[tokio::test]
+async fn an_expired_window_is_unauthorized_closed_and_removed() {
+    let h = harness();
+    // Saved 31 s ago with a 30 s window: DynamoDB may still hold the row (lazy TTL).
+    h.store
+        .save(&Connection::unauthenticated(ID, 1, now_secs() - 1))
+        .await
+        .unwrap();
+    h.handle(&message_event(r#"{"action":"send","to":"bob","data":1}"#))
+        .await;
+    let reply = h.delivery.last_to(ID);
+    assert_eq!(reply["action"], "error");
+    assert_eq!(reply["requestAction"], "send");
+    assert_eq!(reply["error"]["code"], "unauthorized");
+    assert_eq!(*h.delivery.closes.lock().unwrap(), vec![ID.to_owned()]);
+    assert!(h.store.list_expired().await.unwrap().is_empty());
+
+    // `auth` after the window cannot resurrect the connection.
+    h.store
+        .save(&Connection::unauthenticated(ID, 1, now_secs() - 1))
+        .await
+        .unwrap();
+    let body = json!({"action": "auth", "token": token("alice", &[])}).to_string();
+    h.handle(&message_event(&body)).await;
+    let reply = h.delivery.last_to(ID);
+    assert_eq!(
+        reply["error"]["code"], "unauthorized",
+        "auth after the window: {reply}"
+    );
+    assert_eq!(reply["success"], false);
+    assert_eq!(h.delivery.closes.lock().unwrap().len(), 2);
+    assert!(h.store.get(ID).await.unwrap().is_none());
+    assert!(h.store.list_expired().await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn a_removed_connection_cannot_authenticate() {
+    let h = harness();
+    let body = json!({"action": "auth", "token": token("alice", &[])}).to_string();
+    h.handle(&message_event(&body)).await;
+    assert_eq!(h.delivery.last_to(ID)["error"]["code"], "unauthorized");
+    assert!(h.store.list().await.unwrap().is_empty());
+}
+
+async fn authed(h: &Harness, id: &str, user: &str, tenant: Option<&str>) {
+    h.store
+        .save(&Connection::unauthenticated(id, 1, now_secs() + 30))
+        .await
+        .unwrap();
+    let identity = Identity {
+        user_id: user.into(),
+        tenant_id: tenant.map(String::from),
+        email: None,
+    };
+    h.store
+        .authenticate(id, &identity, now_secs() + 100)
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn gone_devices_are_removed_and_reported_not_delivered() {
+    let h = harness();
+    authed(&h, ID, "alice", None).await;
+    authed(&h, "bob-phone=", "bob", None).await;
+    authed(&h, "bob-stale=", "bob", None).await;
+    h.delivery
+        .gone
+        .lock()
+        .unwrap()
+        .insert("bob-stale=".to_owned());
+    h.handle(&message_event(r#"{"action":"send","to":"bob","data":1}"#))
+        .await;
+    assert_eq!(
+        h.delivery.last_to(ID),
+        json!({"action": "send", "delivered": 1})
+    );
+    assert_eq!(h.delivery.posts_to("bob-phone=").len(), 1);
+    // Only the gone connection's record was removed.
+    assert!(h.store.get("bob-stale=").await.unwrap().is_none());
+    assert!(h.store.get("bob-phone=").await.unwrap().is_some());
+    assert!(h.store.get(ID).await.unwrap().is_some());
+}
+
+#[tokio::test]
+async fn the_sweeper_closes_expired_records_only() {
+    let h = harness();
+    h.store
+        .save(&Connection::unauthenticated("late=", 1, now_secs() - 5))
+        .await
+        .unwrap();
+    h.store
+        .save(&Connection::unauthenticated("fresh=", 1, now_secs() + 30))
+        .await
+        .unwrap();
+    let connections = h.dispatcher.connections(h.delivery.clone());
+    let report = h.dispatcher.sweep(&connections).await.unwrap();
+    assert_eq!(report.expired, 1);
+    assert_eq!(report.closed, 1);
+    assert_eq!(h.delivery.last_to("late=")["error"]["code"], "unauthorized");
+    assert_eq!(*h.delivery.closes.lock().unwrap(), vec!["late=".to_owned()]);
+    assert!(h.store.list_expired().await.unwrap().is_empty());
+    assert!(h.store.get("fresh=").await.unwrap().is_some());
+}
+
+#[test]
+fn lambda_mode_refuses_to_start_without_configuration() {
+    let err = venturekit_ws::App::new(venturekit_ws::Config::default())
+        .dispatcher(Mode::Lambda)
+        .unwrap_err();
+    assert!(err.to_string().contains("VK_WS_JWT_SECRET"), "{err}");
+    // With a key but no store, Lambda mode does not silently fall back to memory.
+    let err = chat_app(config()).dispatcher(Mode::Lambda).unwrap_err();
+    assert!(err.to_string().contains("store"), "{err}");
+}
+
+#[test]
+fn duplicate_and_reserved_names_fail_at_app_construction() {
+    use venturekit_ws::{Action, ActionDef, ActionFuture, Ctx};
+    struct Dup;
+    impl Action for Dup {
+        const NAME: &'static str = "broadcast";
+        const PUBLIC: bool = false;
+        type Message = serde_json::Value;
+        fn call(_: Ctx, _: Self::Message) -> ActionFuture {
+            Box::pin(async { Ok(None) })
+        }
+    }
+    struct Reserved;
+    impl Action for Reserved {
+        const NAME: &'static str = "auth";
+        const PUBLIC: bool = true;
+        type Message = serde_json::Value;
+        fn call(_: Ctx, _: Self::Message) -> ActionFuture {
+            Box::pin(async { Ok(None) })
+        }
+    }
+    let err = chat_app(config())
+        .action(ActionDef::of::<Dup>())
+        .dispatcher(Mode::Local)
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("duplicate action name `broadcast`"),
+        "{err}"
+    );
+    let err = chat_app(config())
+        .action(ActionDef::of::<Reserved>())
+        .dispatcher(Mode::Local)
+        .unwrap_err();
+    assert!(err.to_string().contains("`auth`"), "{err}");
+}
