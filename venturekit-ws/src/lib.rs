@@ -58,10 +58,94 @@ pub use messaging::{Connections, FanoutReport, MessagingError, Scope};
 pub use protocol::ErrorCode;
 pub use store::{Connection, ConnectionStore, MemoryStore, StoreError};
 
-/// Marks an `async fn` as a WebSocket action. See the crate docs of `venturekit-ws-macros`.
+/// Marks an `async fn` as a WebSocket action.
+///
+/// # Grammar
+///
+/// ```text
+/// #[ws_action("name")]            // guarded: only authenticated connections
+/// #[ws_action("name", public)]    // no authentication needed
+/// ```
+///
+/// The name is what clients put in `action`. It must be a non-empty string literal and
+/// not one of `$connect`, `$disconnect`, `$default`, `auth`, `ping`.
+///
+/// The function must be a free `async fn` without generics, taking `()`, `(ctx: Ctx)` or
+/// `(ctx: Ctx, msg: M)` where `M: Deserialize` is decoded from the **whole** JSON message
+/// (`action` included, so unknown fields must be allowed). It returns `()` or
+/// `Result<T, E>` with `T: Serialize` (posted back to the caller unless it serializes to
+/// `null`) and `E: Into<WsError>`.
+///
+/// The function is left unchanged and stays callable. The macro adds a hidden type of the
+/// same name (in the type namespace) implementing [`Action`]; register it with
+/// [`actions!`].
+///
+/// # Example
+///
+/// ```
+/// use serde::Deserialize;
+/// use venturekit_ws::{Ctx, WsError, actions, ws_action};
+///
+/// #[derive(Deserialize)]
+/// struct Join { room: String }
+///
+/// #[ws_action("join")]
+/// async fn join(ctx: Ctx, msg: Join) -> Result<serde_json::Value, WsError> {
+///     Ok(serde_json::json!({ "action": "joined", "room": msg.room, "user": ctx.user_id() }))
+/// }
+///
+/// let list = actions![join];
+/// assert_eq!(list[0].name(), "join");
+/// ```
+///
+/// # Without the macro
+///
+/// ```
+/// use venturekit_ws::{Action, ActionDef, ActionFuture, Ctx, WsError, reply};
+/// # #[derive(serde::Deserialize)] struct Join { room: String }
+/// # async fn join(ctx: Ctx, msg: Join) -> Result<serde_json::Value, WsError> { Ok(serde_json::Value::Null) }
+/// #[allow(non_camel_case_types)]
+/// struct join_action;
+/// impl Action for join_action {
+///     const NAME: &'static str = "join";
+///     const PUBLIC: bool = false;
+///     type Message = Join;
+///     fn call(ctx: Ctx, msg: Join) -> ActionFuture {
+///         Box::pin(async move { reply(join(ctx, msg).await) })
+///     }
+/// }
+/// let list = vec![ActionDef::of::<join_action>()];
+/// # assert_eq!(list[0].name(), "join");
+/// ```
+///
+/// # Misuse is a compile error
+///
+/// ```compile_fail
+/// use venturekit_ws::{Ctx, ws_action};
+/// #[ws_action("send")]
+/// fn send(ctx: Ctx) {} // error: `#[ws_action]` requires an `async fn`
+/// ```
+///
+/// ```compile_fail
+/// use venturekit_ws::{Ctx, ws_action};
+/// #[ws_action("auth")] // error: the action name `auth` is reserved
+/// async fn my_auth(ctx: Ctx) {}
+/// ```
 pub use venturekit_ws_macros::ws_action;
 
-/// Builds the list of actions to register, rejecting duplicate names at compile time.
+/// Builds the list of actions to register: `actions![send, ping, admin::kick]`, a
+/// `Vec<ActionDef>` for [`App::actions`].
+///
+/// Two actions with the same name are a compile-time error, as is listing one twice:
+///
+/// ```compile_fail
+/// use venturekit_ws::{Ctx, actions, ws_action};
+/// #[ws_action("send")]
+/// async fn send(_ctx: Ctx) {}
+/// #[ws_action("send")]
+/// async fn send_too(_ctx: Ctx) {}
+/// let _ = actions![send, send_too]; // error: registered under the same action name
+/// ```
 pub use venturekit_ws_macros::actions;
 
 #[doc(hidden)]
