@@ -1,11 +1,23 @@
 #!/usr/bin/env bash
 # The one test command: unit, integration (real WebSocket clients against the local
-# server on loopback), dispatcher fixtures, JWT, trybuild UI tests and doctests.
-# Extra arguments go to `cargo test`.
+# server on loopback), DynamoDB against moto's server, management API delivery against a
+# recording HTTP server, Lambda mode against a Runtime API stand-in, dispatcher fixtures,
+# JWT, trybuild UI tests and doctests. Extra arguments go to `cargo test`.
+#
+# moto (PyPI `moto[server]`) is installed into .venv on first run and started on a free
+# loopback port; the tests find it through VK_TEST_MOTO_ENDPOINT.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+pidfile=$(mktemp)
 log=$(mktemp)
-trap 'rm -f "$log"' EXIT
+cleanup() {
+  if [ -s "$pidfile" ]; then kill "$(cat "$pidfile")" 2>/dev/null || true; fi
+  rm -f "$pidfile" "$log"
+}
+trap cleanup EXIT
+VK_TEST_MOTO_ENDPOINT=$(scripts/moto.sh "$pidfile")
+export VK_TEST_MOTO_ENDPOINT
+echo "moto: $VK_TEST_MOTO_ENDPOINT" >&2
 status=0
 cargo test --workspace "$@" 2>&1 | tee "$log" || status=$?
 # One closing line with the totals of every test binary and doctest run.

@@ -314,3 +314,5 @@ pub fn encode_id(id: &str) -> String {
         })
         .collect()
 }
+
+pub mod aws;

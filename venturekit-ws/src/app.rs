@@ -168,7 +168,7 @@ impl App {
             (None, Mode::Local) => Arc::new(MemoryStore::new()),
             (None, Mode::Lambda) => {
                 return Err(Error::Lambda(
-                    "no connection store: the DynamoDB store is not part of this version yet, and an in-memory store would lose connections between invocations".into(),
+                    "no connection store: Lambda mode needs the DynamoDB store (an in-memory store would lose connections between invocations)".into(),
                 ));
             }
         };
@@ -179,6 +179,7 @@ impl App {
             auth_timeout_secs: self.config.auth_timeout.as_secs() as i64,
             session_ttl_secs: self.config.session_ttl.as_secs() as i64,
             trust_client_tenant: self.trust_client_tenant,
+            fanout_concurrency: self.config.fanout_concurrency,
         })
     }
 
@@ -214,11 +215,19 @@ impl App {
     }
 
     async fn run_lambda(self) -> Result<(), Error> {
-        if self.config.table.is_none() {
-            return Err(Error::Config("VK_WS_TABLE is required on Lambda".into()));
-        }
+        let table = self
+            .config
+            .table
+            .clone()
+            .ok_or_else(|| Error::Config("VK_WS_TABLE is required on Lambda".into()))?;
+        // Check the JWT configuration before touching AWS, for a clear startup error.
         self.jwt_key(Mode::Lambda)?;
-        self.dispatcher(Mode::Lambda).map(|_| ())
+        let sdk = crate::aws::sdk_config().await;
+        let store = crate::aws::DynamoStore::new(aws_sdk_dynamodb::Client::new(&sdk), table)
+            .with_scan_segments(self.config.scan_segments);
+        let api = crate::aws::ManagementApi::new(&sdk, &self.config);
+        let dispatcher = self.store(Arc::new(store)).dispatcher(Mode::Lambda)?;
+        crate::lambda::run(dispatcher, api).await
     }
 
     async fn serve(self, listen: Option<SocketAddr>) -> Result<(), Error> {

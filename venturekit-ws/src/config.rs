@@ -52,6 +52,12 @@ pub struct Config {
     pub listen: SocketAddr,
     /// `VK_WS_MANAGEMENT_ENDPOINT`: management API endpoint override.
     pub management_endpoint: Option<String>,
+    /// `VK_WS_FANOUT_CONCURRENCY`: posts in flight per fan-out, default 32.
+    pub fanout_concurrency: usize,
+    /// `VK_WS_DELIVERY_TIMEOUT_MS`: limit for one management API call, default 3000.
+    pub delivery_timeout: Duration,
+    /// `VK_WS_SCAN_SEGMENTS`: parallel scan segments for broadcast and the sweeper, default 1.
+    pub scan_segments: u32,
     /// `VK_WS_IDLE_TIMEOUT_SEC` (local server): idle timeout, default 600 (API Gateway's).
     pub idle_timeout: Duration,
     /// `VK_WS_MAX_CONNECTION_SEC` (local server): maximum connection duration, default 7200.
@@ -71,6 +77,9 @@ impl Default for Config {
             session_ttl: Duration::from_secs(7200),
             listen: SocketAddr::from(([127, 0, 0, 1], 3001)),
             management_endpoint: None,
+            fanout_concurrency: crate::messaging::DEFAULT_FANOUT_CONCURRENCY,
+            delivery_timeout: Duration::from_secs(3),
+            scan_segments: 1,
             idle_timeout: Duration::from_secs(600),
             max_connection: Duration::from_secs(7200),
         }
@@ -133,7 +142,26 @@ impl Config {
             })?;
         }
         config.management_endpoint = var("VK_WS_MANAGEMENT_ENDPOINT");
+        if let Some(v) = var("VK_WS_FANOUT_CONCURRENCY") {
+            config.fanout_concurrency = number("VK_WS_FANOUT_CONCURRENCY", &v, 1, 1000)? as usize;
+        }
+        if let Some(v) = var("VK_WS_DELIVERY_TIMEOUT_MS") {
+            config.delivery_timeout =
+                Duration::from_millis(number("VK_WS_DELIVERY_TIMEOUT_MS", &v, 10, 60_000)?);
+        }
+        if let Some(v) = var("VK_WS_SCAN_SEGMENTS") {
+            config.scan_segments = number("VK_WS_SCAN_SEGMENTS", &v, 1, 64)? as u32;
+        }
         Ok(config)
+    }
+}
+
+fn number(name: &str, value: &str, min: u64, max: u64) -> Result<u64, Error> {
+    match value.trim().parse::<u64>() {
+        Ok(n) if (min..=max).contains(&n) => Ok(n),
+        _ => Err(Error::Config(format!(
+            "{name} must be a whole number from {min} to {max}, got `{value}`"
+        ))),
     }
 }
 

@@ -26,6 +26,7 @@ pub struct Dispatcher {
     auth_timeout_secs: i64,
     session_ttl_secs: i64,
     trust_client_tenant: bool,
+    fanout_concurrency: usize,
 }
 
 impl std::fmt::Debug for Dispatcher {
@@ -63,6 +64,8 @@ pub struct DispatcherParts {
     pub session_ttl_secs: i64,
     /// Trust a client-requested tenant when the token has no tenant claim (insecure).
     pub trust_client_tenant: bool,
+    /// Posts in flight per fan-out.
+    pub fanout_concurrency: usize,
 }
 
 impl Dispatcher {
@@ -84,6 +87,7 @@ impl Dispatcher {
             auth_timeout_secs: parts.auth_timeout_secs,
             session_ttl_secs: parts.session_ttl_secs,
             trust_client_tenant: parts.trust_client_tenant,
+            fanout_concurrency: parts.fanout_concurrency,
         })
     }
 
@@ -94,7 +98,7 @@ impl Dispatcher {
 
     /// Messaging through `delivery`.
     pub fn connections(&self, delivery: Arc<dyn Delivery>) -> Connections {
-        Connections::new(self.store.clone(), delivery)
+        Connections::new(self.store.clone(), delivery).with_concurrency(self.fanout_concurrency)
     }
 
     /// Handles one API Gateway WebSocket event. Client mistakes are answered to the client

@@ -34,6 +34,7 @@
 pub mod action;
 pub mod app;
 pub mod auth;
+pub mod aws;
 pub mod clock;
 pub mod config;
 pub mod ctx;
@@ -41,6 +42,7 @@ pub mod delivery;
 pub mod dispatch;
 mod error;
 pub mod event;
+pub mod lambda;
 pub mod local;
 pub mod messaging;
 pub mod protocol;

@@ -1,0 +1,373 @@
+//! Real servers for the AWS paths: moto (DynamoDB) started by `scripts/test.sh`, a
+//! recording management API server, and a Lambda Runtime API stand-in — all on loopback.
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderValue, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{any, get, post};
+use serde_json::Value;
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::Notify;
+
+/// The moto server's endpoint, from `VK_TEST_MOTO_ENDPOINT` (set by `scripts/test.sh`).
+///
+/// Fails the test with instructions when it is missing: these tests never pass by
+/// skipping.
+pub fn moto_endpoint() -> String {
+    match std::env::var("VK_TEST_MOTO_ENDPOINT") {
+        Ok(endpoint) if !endpoint.is_empty() => endpoint,
+        _ => panic!(
+            "the DynamoDB tests need moto's server: run `scripts/test.sh` (it installs moto into .venv and starts it), \
+             or start `moto_server -H 127.0.0.1 -p 5000` yourself and set VK_TEST_MOTO_ENDPOINT=http://127.0.0.1:5000"
+        ),
+    }
+}
+
+/// A DynamoDB client for moto, with dummy credentials.
+pub fn dynamo_client() -> aws_sdk_dynamodb::Client {
+    let config = aws_sdk_dynamodb::Config::builder()
+        .behavior_version(aws_sdk_dynamodb::config::BehaviorVersion::latest())
+        .endpoint_url(moto_endpoint())
+        .region(aws_sdk_dynamodb::config::Region::new("us-east-1"))
+        .credentials_provider(aws_sdk_dynamodb::config::Credentials::new(
+            "test", "test", None, None, "tests",
+        ))
+        .build();
+    aws_sdk_dynamodb::Client::from_conf(config)
+}
+
+/// The SDK configuration the framework itself would load, pointed at loopback servers.
+pub fn sdk_config() -> aws_config::SdkConfig {
+    aws_config::SdkConfig::builder()
+        .behavior_version(aws_config::BehaviorVersion::latest())
+        .region(aws_config::Region::new("us-east-1"))
+        .credentials_provider(aws_sdk_dynamodb::config::SharedCredentialsProvider::new(
+            aws_sdk_dynamodb::config::Credentials::new("test", "test", None, None, "tests"),
+        ))
+        .build()
+}
+
+/// A fresh table with the framework's schema, named uniquely for this test.
+pub async fn fresh_table(client: &aws_sdk_dynamodb::Client, label: &str) -> String {
+    let table = format!("vk-{label}-{:08x}", rand::random::<u32>());
+    venturekit_ws::aws::create_table(client, &table)
+        .await
+        .expect("creating the table in moto failed");
+    table
+}
+
+/// One call the management server received.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Call {
+    /// `POST`, `GET` or `DELETE`.
+    pub method: String,
+    /// The stage prefix, if any.
+    pub stage: Option<String>,
+    /// The connection id, percent-decoded.
+    pub connection_id: String,
+    /// The raw (still encoded) path.
+    pub path: String,
+    /// The body.
+    pub body: String,
+}
+
+impl Call {
+    /// The body as JSON.
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.body).unwrap_or(Value::Null)
+    }
+}
+
+#[derive(Default)]
+struct MgmtState {
+    calls: Mutex<Vec<Call>>,
+    gone: Mutex<HashSet<String>>,
+    throttle: Mutex<HashMap<String, u32>>,
+    stall: Mutex<HashSet<String>>,
+}
+
+/// A recording management API server on loopback: answers 410 for chosen ids, 429 a chosen
+/// number of times, or stalls.
+#[derive(Clone)]
+pub struct ManagementServer {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    state: Arc<MgmtState>,
+}
+
+impl ManagementServer {
+    /// Starts the server.
+    pub async fn start() -> ManagementServer {
+        let state = Arc::new(MgmtState::default());
+        let app = Router::new()
+            .route("/{*path}", any(mgmt_call))
+            .with_state(state.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            axum::serve(listener, app).await.unwrap();
+        });
+        ManagementServer { addr, state }
+    }
+
+    /// `http://127.0.0.1:PORT/{stage}`.
+    pub fn endpoint(&self, stage: &str) -> String {
+        format!("http://{}/{stage}", self.addr)
+    }
+
+    /// Answer 410 Gone for `id` from now on.
+    pub fn gone(&self, id: &str) {
+        self.state.gone.lock().unwrap().insert(id.to_owned());
+    }
+
+    /// Answer 429 for the next `times` calls about `id`.
+    pub fn throttle(&self, id: &str, times: u32) {
+        self.state
+            .throttle
+            .lock()
+            .unwrap()
+            .insert(id.to_owned(), times);
+    }
+
+    /// Never answer calls about `id`.
+    pub fn stall(&self, id: &str) {
+        self.state.stall.lock().unwrap().insert(id.to_owned());
+    }
+
+    /// Every call so far.
+    pub fn calls(&self) -> Vec<Call> {
+        self.state.calls.lock().unwrap().clone()
+    }
+
+    /// Calls about one connection.
+    pub fn calls_for(&self, id: &str) -> Vec<Call> {
+        self.calls()
+            .into_iter()
+            .filter(|c| c.connection_id == id)
+            .collect()
+    }
+
+    /// Bodies posted to one connection, as JSON.
+    pub fn posts_to(&self, id: &str) -> Vec<Value> {
+        self.calls_for(id)
+            .into_iter()
+            .filter(|c| c.method == "POST")
+            .map(|c| c.json())
+            .collect()
+    }
+}
+
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' && i + 3 <= bytes.len() {
+            if let Ok(b) = u8::from_str_radix(&s[i + 1..i + 3], 16) {
+                out.push(b);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+async fn mgmt_call(
+    State(state): State<Arc<MgmtState>>,
+    method: Method,
+    uri: axum::http::Uri,
+    body: Bytes,
+) -> Response {
+    let path = uri.path().to_owned();
+    let Some((prefix, raw_id)) = path.split_once("/@connections/") else {
+        return StatusCode::NOT_FOUND.into_response();
+    };
+    let stage = prefix.trim_start_matches('/');
+    let id = percent_decode(raw_id);
+    state.calls.lock().unwrap().push(Call {
+        method: method.to_string(),
+        stage: (!stage.is_empty()).then(|| stage.to_owned()),
+        connection_id: id.clone(),
+        path: path.clone(),
+        body: String::from_utf8_lossy(&body).into_owned(),
+    });
+    if state.stall.lock().unwrap().contains(&id) {
+        tokio::time::sleep(Duration::from_secs(60)).await;
+    }
+    let throttled = {
+        let mut throttle = state.throttle.lock().unwrap();
+        match throttle.get_mut(&id) {
+            Some(n) if *n > 0 => {
+                *n -= 1;
+                true
+            }
+            _ => false,
+        }
+    };
+    let error = |status: StatusCode, kind: &'static str| {
+        let mut r = (status, r#"{"message":null}"#).into_response();
+        r.headers_mut()
+            .insert("x-amzn-ErrorType", HeaderValue::from_static(kind));
+        r.headers_mut()
+            .insert("content-type", HeaderValue::from_static("application/json"));
+        r
+    };
+    if throttled {
+        return error(StatusCode::TOO_MANY_REQUESTS, "LimitExceededException");
+    }
+    if state.gone.lock().unwrap().contains(&id) {
+        return error(StatusCode::GONE, "GoneException");
+    }
+    match method {
+        Method::DELETE => StatusCode::NO_CONTENT.into_response(),
+        _ => StatusCode::OK.into_response(),
+    }
+}
+
+#[derive(Default)]
+struct RuntimeState {
+    queue: Mutex<VecDeque<(String, Value)>>,
+    queued: Notify,
+    results: Mutex<HashMap<String, Result<Value, Value>>>,
+    answered: Notify,
+    init_errors: Mutex<Vec<Value>>,
+    next_calls: Mutex<u32>,
+}
+
+/// A Lambda Runtime API stand-in (`/2018-06-01/runtime/...`).
+#[derive(Clone)]
+pub struct RuntimeApi {
+    /// Where it listens (the value for `AWS_LAMBDA_RUNTIME_API`).
+    pub addr: SocketAddr,
+    state: Arc<RuntimeState>,
+}
+
+impl RuntimeApi {
+    /// Starts the stand-in.
+    pub async fn start() -> RuntimeApi {
+        let state = Arc::new(RuntimeState::default());
+        let app = Router::new()
+            .route("/2018-06-01/runtime/invocation/next", get(next_invocation))
+            .route(
+                "/2018-06-01/runtime/invocation/{id}/response",
+                post(invocation_response),
+            )
+            .route(
+                "/2018-06-01/runtime/invocation/{id}/error",
+                post(invocation_error),
+            )
+            .route("/2018-06-01/runtime/init/error", post(init_error))
+            .with_state(state.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            axum::serve(listener, app).await.unwrap();
+        });
+        RuntimeApi { addr, state }
+    }
+
+    /// Queues an event and waits for the function's answer: `Ok(response)` or
+    /// `Err(error report)`.
+    pub async fn invoke(&self, event: Value) -> Result<Value, Value> {
+        let id = format!("req-{:016x}", rand::random::<u64>());
+        self.state
+            .queue
+            .lock()
+            .unwrap()
+            .push_back((id.clone(), event));
+        self.state.queued.notify_waiters();
+        self.state.queued.notify_one();
+        let wait = async {
+            loop {
+                let notified = self.state.answered.notified();
+                if let Some(result) = self.state.results.lock().unwrap().remove(&id) {
+                    return result;
+                }
+                notified.await;
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(30), wait)
+            .await
+            .expect("the function never answered the invocation")
+    }
+
+    /// Errors the function reported during init.
+    pub fn init_errors(&self) -> Vec<Value> {
+        self.state.init_errors.lock().unwrap().clone()
+    }
+
+    /// How many times the function asked for the next invocation.
+    pub fn next_calls(&self) -> u32 {
+        *self.state.next_calls.lock().unwrap()
+    }
+}
+
+async fn next_invocation(State(state): State<Arc<RuntimeState>>) -> Response {
+    *state.next_calls.lock().unwrap() += 1;
+    loop {
+        let notified = state.queued.notified();
+        if let Some((id, event)) = state.queue.lock().unwrap().pop_front() {
+            let deadline = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_millis()
+                + 30_000;
+            let mut response = axum::Json(event).into_response();
+            let headers = response.headers_mut();
+            headers.insert(
+                "lambda-runtime-aws-request-id",
+                HeaderValue::from_str(&id).unwrap(),
+            );
+            headers.insert(
+                "lambda-runtime-deadline-ms",
+                HeaderValue::from_str(&deadline.to_string()).unwrap(),
+            );
+            headers.insert(
+                "lambda-runtime-invoked-function-arn",
+                HeaderValue::from_static("arn:aws:lambda:us-east-1:123456789012:function:chat"),
+            );
+            headers.insert(
+                "lambda-runtime-trace-id",
+                HeaderValue::from_static("Root=1-00000000-000000000000000000000000"),
+            );
+            return response;
+        }
+        notified.await;
+    }
+}
+
+async fn invocation_response(
+    State(state): State<Arc<RuntimeState>>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> StatusCode {
+    let value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    state.results.lock().unwrap().insert(id, Ok(value));
+    state.answered.notify_waiters();
+    StatusCode::ACCEPTED
+}
+
+async fn invocation_error(
+    State(state): State<Arc<RuntimeState>>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> StatusCode {
+    let value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    state.results.lock().unwrap().insert(id, Err(value));
+    state.answered.notify_waiters();
+    StatusCode::ACCEPTED
+}
+
+async fn init_error(State(state): State<Arc<RuntimeState>>, body: Bytes) -> StatusCode {
+    let value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    state.init_errors.lock().unwrap().push(value);
+    StatusCode::ACCEPTED
+}

@@ -1,0 +1,445 @@
+//! The DynamoDB connection store (table schema of DESIGN.md 5.1).
+//!
+//! - `authenticate` is a conditional update: the record must exist, be live and be
+//!   unauthenticated or the same user, so a removed or expired connection is never revived.
+//! - `get` is strongly consistent (the guard reads right after `auth`); the GSIs are
+//!   eventually consistent and are only used for fan-out.
+//! - Every read drops rows with `ttl <= now`: DynamoDB's TTL deletes lazily.
+//! - Queries and scans are paginated to the end.
+
+use crate::auth::Identity;
+use crate::clock::now_secs;
+use crate::store::{Connection, ConnectionStore, StoreError};
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, AttributeValue, BillingMode, GlobalSecondaryIndex, KeySchemaElement,
+    KeyType, Projection, ProjectionType, ReturnValue, ReturnValuesOnConditionCheckFailure,
+    ScalarAttributeType, TimeToLiveSpecification,
+};
+use futures_util::future::try_join_all;
+use std::collections::HashMap;
+
+type Item = HashMap<String, AttributeValue>;
+
+/// The name of the user GSI.
+pub const USER_INDEX: &str = "userId-index";
+/// The name of the tenant GSI.
+pub const TENANT_INDEX: &str = "tenantId-index";
+
+/// Connection records in a DynamoDB table.
+#[derive(Debug, Clone)]
+pub struct DynamoStore {
+    client: Client,
+    table: String,
+    scan_segments: i32,
+    page_size: Option<i32>,
+}
+
+fn backend<E: std::fmt::Display>(context: &'static str) -> impl FnOnce(E) -> StoreError {
+    move |e| StoreError::Backend(format!("{context}: {e}"))
+}
+
+fn s(value: &str) -> AttributeValue {
+    AttributeValue::S(value.to_owned())
+}
+
+fn n(value: i64) -> AttributeValue {
+    AttributeValue::N(value.to_string())
+}
+
+fn to_item(c: &Connection) -> Item {
+    let mut item = Item::new();
+    item.insert("connectionId".into(), s(&c.connection_id));
+    item.insert(
+        "authenticated".into(),
+        AttributeValue::Bool(c.authenticated),
+    );
+    if let Some(v) = &c.user_id {
+        item.insert("userId".into(), s(v));
+    }
+    if let Some(v) = &c.tenant_id {
+        item.insert("tenantId".into(), s(v));
+    }
+    if let Some(v) = &c.email {
+        item.insert("email".into(), s(v));
+    }
+    item.insert("connectedAt".into(), n(c.connected_at));
+    item.insert("ttl".into(), n(c.ttl));
+    item
+}
+
+fn from_item(item: &Item) -> Result<Connection, StoreError> {
+    let text = |key: &str| match item.get(key) {
+        Some(AttributeValue::S(v)) => Some(v.clone()),
+        _ => None,
+    };
+    let number = |key: &str| match item.get(key) {
+        Some(AttributeValue::N(v)) => v.parse::<i64>().ok(),
+        _ => None,
+    };
+    let connection_id = text("connectionId")
+        .ok_or_else(|| StoreError::Backend("record without connectionId".into()))?;
+    Ok(Connection {
+        authenticated: matches!(item.get("authenticated"), Some(AttributeValue::Bool(true))),
+        user_id: text("userId"),
+        tenant_id: text("tenantId"),
+        email: text("email"),
+        connected_at: number("connectedAt").unwrap_or(0),
+        // A row without a readable ttl is treated as expired.
+        ttl: number("ttl").unwrap_or(0),
+        connection_id,
+    })
+}
+
+impl DynamoStore {
+    /// A store on `table`.
+    pub fn new(client: Client, table: impl Into<String>) -> Self {
+        DynamoStore {
+            client,
+            table: table.into(),
+            scan_segments: 1,
+            page_size: None,
+        }
+    }
+
+    /// Scans (broadcast, sweeper) with `segments` parallel segments (1 = sequential).
+    pub fn with_scan_segments(mut self, segments: u32) -> Self {
+        self.scan_segments = segments.clamp(1, 64) as i32;
+        self
+    }
+
+    /// Caps the items DynamoDB evaluates per query/scan page (`Limit`); by default pages
+    /// are DynamoDB's 1 MB. Mostly useful to exercise pagination.
+    pub fn with_page_size(mut self, items: u32) -> Self {
+        self.page_size = Some(items.clamp(1, 10_000) as i32);
+        self
+    }
+
+    /// The table name.
+    pub fn table(&self) -> &str {
+        &self.table
+    }
+
+    async fn query_index(
+        &self,
+        index: &str,
+        key: &str,
+        value: &str,
+    ) -> Result<Vec<Connection>, StoreError> {
+        let now = now_secs();
+        let mut found = Vec::new();
+        let mut start: Option<Item> = None;
+        loop {
+            let page = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .index_name(index)
+                .key_condition_expression("#k = :v")
+                .filter_expression("#ttl > :now")
+                .expression_attribute_names("#k", key)
+                .expression_attribute_names("#ttl", "ttl")
+                .expression_attribute_values(":v", s(value))
+                .expression_attribute_values(":now", n(now))
+                .set_exclusive_start_key(start.take())
+                .set_limit(self.page_size)
+                .send()
+                .await
+                .map_err(|e| {
+                    StoreError::Backend(format!(
+                        "query {index}: {}",
+                        aws_sdk_dynamodb::error::DisplayErrorContext(e)
+                    ))
+                })?;
+            for item in page.items() {
+                found.push(from_item(item)?);
+            }
+            match page.last_evaluated_key() {
+                Some(key) if !key.is_empty() => start = Some(key.clone()),
+                _ => break,
+            }
+        }
+        Ok(found)
+    }
+
+    /// Scans the table with `filter` (over `#ttl` and `:now`), in parallel segments.
+    async fn scan(&self, filter: &'static str) -> Result<Vec<Connection>, StoreError> {
+        let now = now_secs();
+        let total = self.scan_segments;
+        let segments = (0..total).map(|segment| async move {
+            let mut found = Vec::new();
+            let mut start: Option<Item> = None;
+            loop {
+                let mut request = self
+                    .client
+                    .scan()
+                    .table_name(&self.table)
+                    .filter_expression(filter)
+                    .expression_attribute_names("#ttl", "ttl")
+                    .expression_attribute_values(":now", n(now))
+                    .set_exclusive_start_key(start.take())
+                    .set_limit(self.page_size);
+                if total > 1 {
+                    request = request.segment(segment).total_segments(total);
+                }
+                let page = request.send().await.map_err(|e| {
+                    StoreError::Backend(format!(
+                        "scan: {}",
+                        aws_sdk_dynamodb::error::DisplayErrorContext(e)
+                    ))
+                })?;
+                for item in page.items() {
+                    found.push(from_item(item)?);
+                }
+                match page.last_evaluated_key() {
+                    Some(key) if !key.is_empty() => start = Some(key.clone()),
+                    _ => break,
+                }
+            }
+            Ok::<_, StoreError>(found)
+        });
+        Ok(try_join_all(segments)
+            .await?
+            .into_iter()
+            .flatten()
+            .collect())
+    }
+}
+
+#[async_trait::async_trait]
+impl ConnectionStore for DynamoStore {
+    async fn save(&self, connection: &Connection) -> Result<(), StoreError> {
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(to_item(connection)))
+            .send()
+            .await
+            .map_err(|e| {
+                StoreError::Backend(format!(
+                    "put: {}",
+                    aws_sdk_dynamodb::error::DisplayErrorContext(e)
+                ))
+            })?;
+        Ok(())
+    }
+
+    async fn authenticate(
+        &self,
+        connection_id: &str,
+        identity: &Identity,
+        ttl: i64,
+    ) -> Result<Connection, StoreError> {
+        let mut set = vec!["authenticated = :true", "userId = :uid", "#ttl = :ttl"];
+        let mut remove = Vec::new();
+        let mut request = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("connectionId", s(connection_id))
+            .condition_expression(
+                "attribute_exists(connectionId) AND #ttl > :now AND (authenticated = :false OR userId = :uid)",
+            )
+            .expression_attribute_names("#ttl", "ttl")
+            .expression_attribute_values(":true", AttributeValue::Bool(true))
+            .expression_attribute_values(":false", AttributeValue::Bool(false))
+            .expression_attribute_values(":uid", s(&identity.user_id))
+            .expression_attribute_values(":ttl", n(ttl))
+            .expression_attribute_values(":now", n(now_secs()))
+            .return_values(ReturnValue::AllNew)
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld);
+        match &identity.tenant_id {
+            Some(t) => {
+                set.push("tenantId = :tenant");
+                request = request.expression_attribute_values(":tenant", s(t));
+            }
+            None => remove.push("tenantId"),
+        }
+        match &identity.email {
+            Some(e) => {
+                set.push("email = :email");
+                request = request.expression_attribute_values(":email", s(e));
+            }
+            None => remove.push("email"),
+        }
+        let mut expression = format!("SET {}", set.join(", "));
+        if !remove.is_empty() {
+            expression.push_str(&format!(" REMOVE {}", remove.join(", ")));
+        }
+        match request.update_expression(expression).send().await {
+            Ok(output) => match output.attributes() {
+                Some(item) => from_item(item),
+                None => Err(StoreError::Backend("update returned no attributes".into())),
+            },
+            Err(err) => {
+                use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
+                if let Some(UpdateItemError::ConditionalCheckFailedException(failed)) =
+                    err.as_service_error()
+                {
+                    // Tell "gone or expired" from "someone else's connection".
+                    let old = failed.item().map(from_item).transpose()?;
+                    return Err(match old {
+                        Some(row) if row.is_live(now_secs()) && row.authenticated => {
+                            StoreError::OtherUser
+                        }
+                        _ => StoreError::NotFound,
+                    });
+                }
+                Err(backend("update")(
+                    aws_sdk_dynamodb::error::DisplayErrorContext(err),
+                ))
+            }
+        }
+    }
+
+    async fn remove(&self, connection_id: &str) -> Result<(), StoreError> {
+        self.client
+            .delete_item()
+            .table_name(&self.table)
+            .key("connectionId", s(connection_id))
+            .send()
+            .await
+            .map_err(|e| {
+                StoreError::Backend(format!(
+                    "delete: {}",
+                    aws_sdk_dynamodb::error::DisplayErrorContext(e)
+                ))
+            })?;
+        Ok(())
+    }
+
+    async fn get(&self, connection_id: &str) -> Result<Option<Connection>, StoreError> {
+        let output = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("connectionId", s(connection_id))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| {
+                StoreError::Backend(format!(
+                    "get: {}",
+                    aws_sdk_dynamodb::error::DisplayErrorContext(e)
+                ))
+            })?;
+        let now = now_secs();
+        match output.item() {
+            Some(item) => Ok(Some(from_item(item)?).filter(|c| c.is_live(now))),
+            None => Ok(None),
+        }
+    }
+
+    async fn get_by_user(&self, user_id: &str) -> Result<Vec<Connection>, StoreError> {
+        self.query_index(USER_INDEX, "userId", user_id).await
+    }
+
+    async fn get_by_tenant(&self, tenant_id: &str) -> Result<Vec<Connection>, StoreError> {
+        self.query_index(TENANT_INDEX, "tenantId", tenant_id).await
+    }
+
+    async fn list(&self) -> Result<Vec<Connection>, StoreError> {
+        self.scan("#ttl > :now").await
+    }
+
+    async fn list_expired(&self) -> Result<Vec<Connection>, StoreError> {
+        self.scan("#ttl <= :now").await
+    }
+}
+
+/// Creates the table of DESIGN.md 5.1 (on-demand, both GSIs, TTL on `ttl`): for local
+/// development and tests. Production tables come from the deployment template.
+pub async fn create_table(client: &Client, table: &str) -> Result<(), StoreError> {
+    let attr = |name: &str| {
+        AttributeDefinition::builder()
+            .attribute_name(name)
+            .attribute_type(ScalarAttributeType::S)
+            .build()
+            .map_err(backend("attribute definition"))
+    };
+    let key = |name: &str| {
+        KeySchemaElement::builder()
+            .attribute_name(name)
+            .key_type(KeyType::Hash)
+            .build()
+            .map_err(backend("key schema"))
+    };
+    let index = |name: &str, key_name: &str| -> Result<GlobalSecondaryIndex, StoreError> {
+        GlobalSecondaryIndex::builder()
+            .index_name(name)
+            .key_schema(key(key_name)?)
+            .projection(
+                Projection::builder()
+                    .projection_type(ProjectionType::All)
+                    .build(),
+            )
+            .build()
+            .map_err(backend("index"))
+    };
+    client
+        .create_table()
+        .table_name(table)
+        .billing_mode(BillingMode::PayPerRequest)
+        .attribute_definitions(attr("connectionId")?)
+        .attribute_definitions(attr("userId")?)
+        .attribute_definitions(attr("tenantId")?)
+        .key_schema(key("connectionId")?)
+        .global_secondary_indexes(index(USER_INDEX, "userId")?)
+        .global_secondary_indexes(index(TENANT_INDEX, "tenantId")?)
+        .send()
+        .await
+        .map_err(|e| {
+            StoreError::Backend(format!(
+                "create table: {}",
+                aws_sdk_dynamodb::error::DisplayErrorContext(e)
+            ))
+        })?;
+    client
+        .update_time_to_live()
+        .table_name(table)
+        .time_to_live_specification(
+            TimeToLiveSpecification::builder()
+                .attribute_name("ttl")
+                .enabled(true)
+                .build()
+                .map_err(backend("ttl specification"))?,
+        )
+        .send()
+        .await
+        .map_err(|e| {
+            StoreError::Backend(format!(
+                "enable TTL: {}",
+                aws_sdk_dynamodb::error::DisplayErrorContext(e)
+            ))
+        })?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn items_round_trip_with_exact_types() {
+        let c = Connection {
+            connection_id: "abc=".into(),
+            authenticated: true,
+            user_id: Some("alice".into()),
+            tenant_id: Some("acme".into()),
+            email: Some("a@example.com".into()),
+            connected_at: 1_700_000_000_123,
+            ttl: 1_700_007_200,
+        };
+        let item = to_item(&c);
+        assert_eq!(item["connectionId"], AttributeValue::S("abc=".into()));
+        assert_eq!(item["authenticated"], AttributeValue::Bool(true));
+        assert_eq!(
+            item["connectedAt"],
+            AttributeValue::N("1700000000123".into())
+        );
+        assert_eq!(item["ttl"], AttributeValue::N("1700007200".into()));
+        assert_eq!(from_item(&item).unwrap(), c);
+        let bare = to_item(&Connection::unauthenticated("x", 1, 2));
+        assert_eq!(bare.len(), 4, "absent attributes are omitted, not null");
+    }
+}

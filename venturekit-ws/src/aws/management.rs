@@ -1,0 +1,242 @@
+//! Delivery through the API Gateway management API (`POST`/`DELETE @connections/{id}`).
+//!
+//! One client per endpoint, cached for the life of the process. Each call has a timeout
+//! (a hung endpoint must not hang the Lambda); throttling (HTTP 429,
+//! `LimitExceededException`) is retried with exponential backoff and jitter; 410
+//! `GoneException` is reported as [`DeliveryError::Gone`] so the caller removes the record.
+
+use crate::config::Config;
+use crate::delivery::{Delivery, DeliveryError};
+use crate::event::RequestInfo;
+use crate::protocol::MAX_MESSAGE_BYTES;
+use aws_sdk_apigatewaymanagement::Client;
+use aws_sdk_apigatewaymanagement::config::retry::RetryConfig;
+use aws_sdk_apigatewaymanagement::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_apigatewaymanagement::primitives::Blob;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// Timeouts and retries of management API calls.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryPolicy {
+    /// Tries per call, including the first (throttling only).
+    pub attempts: u32,
+    /// The first backoff; doubled on each retry, plus up to 50% jitter.
+    pub base_delay: Duration,
+    /// Limit for one HTTP call.
+    pub timeout: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            attempts: 4,
+            base_delay: Duration::from_millis(50),
+            timeout: Duration::from_secs(3),
+        }
+    }
+}
+
+/// Resolves management endpoints and hands out one cached client per endpoint.
+pub struct ManagementApi {
+    sdk: aws_config::SdkConfig,
+    override_endpoint: Option<String>,
+    policy: RetryPolicy,
+    clients: Mutex<HashMap<String, Arc<ApiGatewayDelivery>>>,
+}
+
+impl std::fmt::Debug for ManagementApi {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ManagementApi")
+            .field("override_endpoint", &self.override_endpoint)
+            .field("policy", &self.policy)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ManagementApi {
+    /// Endpoint precedence: `VK_WS_MANAGEMENT_ENDPOINT`, then
+    /// `AWS_ENDPOINT_URL_APIGATEWAYMANAGEMENTAPI`, then derived from each event.
+    pub fn new(sdk: &aws_config::SdkConfig, config: &Config) -> Self {
+        let env_override = std::env::var("AWS_ENDPOINT_URL_APIGATEWAYMANAGEMENTAPI")
+            .ok()
+            .filter(|v| !v.trim().is_empty());
+        ManagementApi {
+            sdk: sdk.clone(),
+            override_endpoint: config.management_endpoint.clone().or(env_override),
+            policy: RetryPolicy {
+                timeout: config.delivery_timeout,
+                ..RetryPolicy::default()
+            },
+            clients: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Replaces the retry policy (for clients created afterwards).
+    pub fn with_policy(mut self, policy: RetryPolicy) -> Self {
+        self.policy = policy;
+        self
+    }
+
+    /// The endpoint configured explicitly, if any.
+    pub fn configured_endpoint(&self) -> Option<String> {
+        self.override_endpoint.clone()
+    }
+
+    /// The endpoint for an event: the override, or
+    /// `https://{apiId}.execute-api.{region}.amazonaws.com/{stage}` (from the API id, so
+    /// custom domains work).
+    pub fn endpoint_for(&self, request: &RequestInfo) -> Option<String> {
+        if let Some(endpoint) = &self.override_endpoint {
+            return Some(endpoint.clone());
+        }
+        let region = self.sdk.region()?.to_string();
+        let api = request.api_id.as_deref()?;
+        let stage = request.stage.as_deref()?;
+        Some(format!(
+            "https://{api}.execute-api.{region}.amazonaws.com/{stage}"
+        ))
+    }
+
+    /// The (cached) delivery for `endpoint`.
+    pub fn delivery(&self, endpoint: &str) -> Arc<ApiGatewayDelivery> {
+        let mut clients = self.clients.lock().unwrap_or_else(|p| p.into_inner());
+        clients
+            .entry(endpoint.to_owned())
+            .or_insert_with(|| {
+                let config = aws_sdk_apigatewaymanagement::config::Builder::from(&self.sdk)
+                    .endpoint_url(endpoint)
+                    // Retries are ours: throttling only, with a bounded budget.
+                    .retry_config(RetryConfig::disabled())
+                    .build();
+                Arc::new(ApiGatewayDelivery {
+                    client: Client::from_conf(config),
+                    policy: self.policy,
+                    endpoint: endpoint.to_owned(),
+                })
+            })
+            .clone()
+    }
+}
+
+/// [`Delivery`] through one management API endpoint.
+#[derive(Debug)]
+pub struct ApiGatewayDelivery {
+    client: Client,
+    policy: RetryPolicy,
+    endpoint: String,
+}
+
+enum Failure {
+    Gone,
+    Throttled(String),
+    TooLarge,
+    Other(String),
+}
+
+fn classify<E: ProvideErrorMetadata + std::error::Error + 'static>(
+    err: SdkError<E, aws_sdk_apigatewaymanagement::config::http::HttpResponse>,
+) -> Failure {
+    let status = err.raw_response().map(|r| r.status().as_u16());
+    let code = err
+        .as_service_error()
+        .and_then(|e| e.code())
+        .map(str::to_owned);
+    match (status, code.as_deref()) {
+        (_, Some("GoneException")) | (Some(410), _) => Failure::Gone,
+        (
+            _,
+            Some("LimitExceededException" | "TooManyRequestsException" | "ThrottlingException"),
+        )
+        | (Some(429), _) => Failure::Throttled(code.unwrap_or_else(|| "HTTP 429".into())),
+        (_, Some("PayloadTooLargeException")) | (Some(413), _) => Failure::TooLarge,
+        _ => Failure::Other(
+            aws_sdk_apigatewaymanagement::error::DisplayErrorContext(&err).to_string(),
+        ),
+    }
+}
+
+impl ApiGatewayDelivery {
+    /// The endpoint this delivery posts to.
+    pub fn endpoint(&self) -> &str {
+        &self.endpoint
+    }
+
+    async fn with_retries<F, Fut>(
+        &self,
+        what: &str,
+        connection_id: &str,
+        call: F,
+    ) -> Result<(), DeliveryError>
+    where
+        F: Fn() -> Fut,
+        Fut: std::future::Future<Output = Result<(), Failure>>,
+    {
+        let mut attempt = 1;
+        loop {
+            let failure = match tokio::time::timeout(self.policy.timeout, call()).await {
+                Ok(Ok(())) => return Ok(()),
+                Ok(Err(failure)) => failure,
+                Err(_) => {
+                    return Err(DeliveryError::Failed(format!(
+                        "{what} timed out after {:?}",
+                        self.policy.timeout
+                    )));
+                }
+            };
+            match failure {
+                Failure::Gone => return Err(DeliveryError::Gone),
+                Failure::TooLarge => return Err(DeliveryError::PayloadTooLarge(0)),
+                Failure::Other(message) => {
+                    return Err(DeliveryError::Failed(format!("{what}: {message}")));
+                }
+                Failure::Throttled(code) if attempt >= self.policy.attempts => {
+                    return Err(DeliveryError::Failed(format!(
+                        "{what}: throttled ({code}) after {attempt} attempts"
+                    )));
+                }
+                Failure::Throttled(code) => {
+                    let base = self.policy.base_delay * 2u32.saturating_pow(attempt - 1);
+                    let jitter = base.mul_f64(rand::random::<f64>() * 0.5);
+                    tracing::debug!(connection_id, attempt, %code, "throttled; retrying");
+                    tokio::time::sleep(base + jitter).await;
+                    attempt += 1;
+                }
+            }
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl Delivery for ApiGatewayDelivery {
+    async fn post(&self, connection_id: &str, payload: &str) -> Result<(), DeliveryError> {
+        if payload.len() > MAX_MESSAGE_BYTES {
+            return Err(DeliveryError::PayloadTooLarge(payload.len()));
+        }
+        self.with_retries("post", connection_id, || async {
+            self.client
+                .post_to_connection()
+                .connection_id(connection_id)
+                .data(Blob::new(payload.as_bytes()))
+                .send()
+                .await
+                .map(|_| ())
+                .map_err(classify)
+        })
+        .await
+    }
+
+    async fn close(&self, connection_id: &str) -> Result<(), DeliveryError> {
+        self.with_retries("delete", connection_id, || async {
+            self.client
+                .delete_connection()
+                .connection_id(connection_id)
+                .send()
+                .await
+                .map(|_| ())
+                .map_err(classify)
+        })
+        .await
+    }
+}

@@ -1,0 +1,57 @@
+//! The AWS backends: the DynamoDB connection store and delivery through the API Gateway
+//! management API.
+//!
+//! Both are built once per process (per Lambda cold start) and reused.
+//!
+//! ## Out-of-band sends
+//!
+//! Code that runs without an incoming WebSocket event — an SQS consumer, a cron Lambda —
+//! can reach connections with [`connections_from_env`], given `VK_WS_TABLE` and
+//! `VK_WS_MANAGEMENT_ENDPOINT` (`https://{apiId}.execute-api.{region}.amazonaws.com/{stage}`):
+//!
+//! ```no_run
+//! # async fn job() -> Result<(), Box<dyn std::error::Error>> {
+//! let connections = venturekit_ws::aws::connections_from_env().await?;
+//! let note = serde_json::json!({"action": "notice", "text": "maintenance at 22:00"});
+//! let report = connections.send_to_tenant("acme", &note).await.map_err(|e| e.to_string())?;
+//! println!("delivered {}, gone {}, failed {}", report.delivered, report.gone, report.failed);
+//! # Ok(()) }
+//! ```
+
+mod dynamo;
+mod management;
+
+pub use dynamo::{DynamoStore, TENANT_INDEX, USER_INDEX, create_table};
+pub use management::{ApiGatewayDelivery, ManagementApi, RetryPolicy};
+
+use crate::config::Config;
+use crate::error::Error;
+use crate::messaging::Connections;
+use std::sync::Arc;
+
+/// Loads the shared AWS configuration (region, credentials, endpoint overrides such as
+/// `AWS_ENDPOINT_URL_DYNAMODB`). Credentials are resolved lazily, on first use.
+pub async fn sdk_config() -> aws_config::SdkConfig {
+    aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await
+}
+
+/// Messaging for code outside WebSocket events: the DynamoDB store of `VK_WS_TABLE` and
+/// the management endpoint of `VK_WS_MANAGEMENT_ENDPOINT`.
+pub async fn connections_from_env() -> Result<Connections, Error> {
+    let config = Config::from_env()?;
+    let table = config
+        .table
+        .clone()
+        .ok_or_else(|| Error::Config("VK_WS_TABLE is required".into()))?;
+    let sdk = sdk_config().await;
+    let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(&sdk), table)
+        .with_scan_segments(config.scan_segments);
+    let api = ManagementApi::new(&sdk, &config);
+    let endpoint = api.configured_endpoint().ok_or_else(|| {
+        Error::Config(
+            "VK_WS_MANAGEMENT_ENDPOINT (or AWS_ENDPOINT_URL_APIGATEWAYMANAGEMENTAPI) is required to send without an incoming event".into(),
+        )
+    })?;
+    Ok(Connections::new(Arc::new(store), api.delivery(&endpoint))
+        .with_concurrency(config.fanout_concurrency))
+}
