@@ -102,8 +102,8 @@ async fn fan_out_reports_and_removes_only_the_gone_connection() {
         .await
         .unwrap();
     assert_eq!((report.delivered, report.gone, report.failed), (2, 1, 0));
-    assert_eq!(rig.server.posts_to("phone="), [msg.clone()]);
-    assert_eq!(rig.server.posts_to("laptop="), [msg.clone()]);
+    assert_eq!(rig.server.posts_to("phone="), vec![msg.clone()]);
+    assert_eq!(rig.server.posts_to("laptop="), vec![msg.clone()]);
     assert!(rig.server.posts_to("other=").is_empty(), "other tenant");
     assert!(rig.server.posts_to("carol=").is_empty());
     // Exactly the gone record was removed.
