@@ -271,3 +271,34 @@ fn endpoints_are_derived_from_the_event_unless_overridden() {
         Some("https://chat.example.com/prod")
     );
 }
+
+#[tokio::test]
+async fn a_scheduled_sweep_without_an_endpoint_still_removes_expired_records() {
+    let rig = rig("noendpoint").await;
+    let now = now_secs();
+    rig.store
+        .save(&Connection::unauthenticated("late=", 1, now - 2))
+        .await
+        .unwrap();
+    rig.store
+        .save(&Connection::unauthenticated("fresh=", 1, now + 30))
+        .await
+        .unwrap();
+    let dispatcher = chat_app(config())
+        .store(rig.store.clone())
+        .dispatcher(Mode::Lambda)
+        .unwrap();
+    assert!(
+        std::env::var_os("AWS_ENDPOINT_URL_APIGATEWAYMANAGEMENTAPI").is_none(),
+        "this test needs the variable unset"
+    );
+    let api = ManagementApi::new(&sdk_config(), &Config::default());
+    let event = json!({"source": "aws.events", "detail-type": "Scheduled Event", "detail": {}});
+    let result = venturekit_ws::lambda::handle(&dispatcher, &api, event)
+        .await
+        .unwrap();
+    assert_eq!(result, json!({"expired": 1, "closed": 0}));
+    assert!(rig.store.list_expired().await.unwrap().is_empty());
+    assert!(rig.store.get("fresh=").await.unwrap().is_some());
+    assert!(rig.server.calls().is_empty());
+}

@@ -1,0 +1,309 @@
+//! The chat binary as a Lambda function: a Lambda Runtime API stand-in feeds it real-shaped
+//! API Gateway events (built from the published fixtures), connection state lives in moto's
+//! DynamoDB, and every management API call lands on a recording server.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use serde_json::{Value, json};
+use std::process::{Child, Command, Stdio};
+use venturekit_ws::aws::DynamoStore;
+use venturekit_ws::clock::now_secs;
+use venturekit_ws::{Connection, ConnectionStore};
+use venturekit_ws_tests::aws::*;
+use venturekit_ws_tests::{SECRET, token};
+
+const BIN: &str = env!("CARGO_BIN_EXE_chat");
+
+struct Function(Child);
+
+impl Drop for Function {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn clean_command() -> Command {
+    let mut cmd = Command::new(BIN);
+    for (key, _) in std::env::vars() {
+        if key.starts_with("VK_WS_") || key.starts_with("AWS_") {
+            cmd.env_remove(key);
+        }
+    }
+    cmd.env("RUST_LOG", "warn")
+        .env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", "test")
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env("AWS_LAMBDA_FUNCTION_NAME", "chat")
+        .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "128")
+        .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
+        .env("AWS_LAMBDA_LOG_STREAM_NAME", "test-stream")
+        .env("AWS_LAMBDA_LOG_GROUP_NAME", "/aws/lambda/chat");
+    cmd
+}
+
+fn start(runtime: &RuntimeApi, table: &str, mgmt: &ManagementServer) -> Function {
+    let child = clean_command()
+        .env("AWS_LAMBDA_RUNTIME_API", runtime.addr.to_string())
+        .env("VK_WS_TABLE", table)
+        .env("VK_WS_JWT_SECRET", SECRET)
+        .env("AWS_ENDPOINT_URL_DYNAMODB", moto_endpoint())
+        .env(
+            "AWS_ENDPOINT_URL_APIGATEWAYMANAGEMENTAPI",
+            mgmt.endpoint("dev"),
+        )
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    Function(child)
+}
+
+fn fixture() -> Value {
+    let path = format!(
+        "{}/../../tests/fixtures/apigw-websocket/example-apigw-websocket-request-without-method.json",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+fn connect(id: &str) -> Value {
+    let mut event = fixture();
+    event["requestContext"]["connectionId"] = json!(id);
+    event["requestContext"]["apiId"] = json!("abcd1234");
+    event
+}
+
+fn message(id: &str, body: Value) -> Value {
+    let mut event = connect(id);
+    event["requestContext"]["routeKey"] = json!("$default");
+    event["requestContext"]["eventType"] = json!("MESSAGE");
+    event["body"] = json!(match body {
+        Value::String(raw) => raw,
+        other => other.to_string(),
+    });
+    event
+}
+
+fn disconnect(id: &str) -> Value {
+    let mut event = connect(id);
+    event["requestContext"]["routeKey"] = json!("$disconnect");
+    event["requestContext"]["eventType"] = json!("DISCONNECT");
+    event["requestContext"]["disconnectStatusCode"] = json!(1001);
+    event
+}
+
+fn scheduled() -> Value {
+    json!({
+        "version": "0", "id": "53dc4d37-cffa-4f76-80c9-8b7d4a4d2eaa",
+        "detail-type": "Scheduled Event", "source": "aws.events",
+        "account": "123456789012", "time": "2026-11-26T12:00:00Z", "region": "us-east-1",
+        "resources": ["arn:aws:events:us-east-1:123456789012:rule/vk-sweeper"], "detail": {}
+    })
+}
+
+async fn ok(runtime: &RuntimeApi, event: Value) -> Value {
+    let response = runtime
+        .invoke(event)
+        .await
+        .unwrap_or_else(|e| panic!("the invocation failed: {e}"));
+    assert_eq!(response["statusCode"], 200, "{response}");
+    response
+}
+
+async fn auth(
+    runtime: &RuntimeApi,
+    mgmt: &ManagementServer,
+    id: &str,
+    user: &str,
+    tenants: &[&str],
+) {
+    ok(runtime, connect(id)).await;
+    ok(
+        runtime,
+        message(id, json!({"action": "auth", "token": token(user, tenants)})),
+    )
+    .await;
+    let reply = mgmt.posts_to(id).pop().expect("no auth reply posted");
+    assert_eq!(reply["success"], true, "{reply}");
+}
+
+#[tokio::test]
+async fn the_chat_runs_on_lambda_with_dynamodb_and_the_management_api() {
+    let client = dynamo_client();
+    let table = fresh_table(&client, "lambda").await;
+    let store = DynamoStore::new(client.clone(), table.clone());
+    let runtime = RuntimeApi::start().await;
+    let mgmt = ManagementServer::start().await;
+    let _function = start(&runtime, &table, &mgmt);
+
+    // $connect saves an unauthenticated record with the auth window as TTL.
+    ok(&runtime, connect("anon=")).await;
+    let row = store.get("anon=").await.unwrap().unwrap();
+    assert!(!row.authenticated);
+    assert_eq!(row.connected_at, 1645556857902);
+    assert!(row.ttl > now_secs() + 25 && row.ttl <= now_secs() + 30);
+    assert!(mgmt.calls().is_empty(), "nothing is posted from $connect");
+
+    // auth: reply through the management API, at the stage path.
+    ok(&runtime, connect("alice1=")).await;
+    ok(
+        &runtime,
+        message(
+            "alice1=",
+            json!({"action": "auth", "token": token("alice", &["acme"])}),
+        ),
+    )
+    .await;
+    let call = mgmt.calls_for("alice1=").pop().unwrap();
+    assert_eq!(call.method, "POST");
+    assert_eq!(call.stage.as_deref(), Some("dev"));
+    assert_eq!(
+        call.json(),
+        json!({"action": "auth", "success": true, "userId": "alice", "tenantId": "acme"})
+    );
+    let row = store.get("alice1=").await.unwrap().unwrap();
+    assert!(row.authenticated);
+    assert!(row.ttl > now_secs() + 7000);
+
+    auth(&runtime, &mgmt, "bob1=", "bob", &["acme"]).await;
+    auth(&runtime, &mgmt, "bob2=", "bob", &["acme"]).await;
+    auth(&runtime, &mgmt, "bob3=", "bob", &["globex"]).await;
+
+    // Multi-device send inside the tenant, through the userId GSI.
+    ok(
+        &runtime,
+        message(
+            "alice1=",
+            json!({"action": "send", "to": "bob", "data": "hi"}),
+        ),
+    )
+    .await;
+    let expected = json!({"action": "message", "from": "alice", "data": "hi"});
+    assert_eq!(mgmt.posts_to("bob1=").pop().unwrap(), expected);
+    assert_eq!(mgmt.posts_to("bob2=").pop().unwrap(), expected);
+    assert_eq!(
+        mgmt.posts_to("bob3=").len(),
+        1,
+        "only its auth reply: other tenant"
+    );
+    assert_eq!(
+        mgmt.posts_to("alice1=").pop().unwrap(),
+        json!({"action": "send", "delivered": 2})
+    );
+
+    // Broadcast in the tenant: unauthenticated and other-tenant connections get nothing.
+    ok(
+        &runtime,
+        message("alice1=", json!({"action": "broadcast", "data": 7})),
+    )
+    .await;
+    let expected = json!({"action": "message", "from": "alice", "data": 7});
+    for id in ["alice1=", "bob1=", "bob2="] {
+        assert_eq!(mgmt.posts_to(id).pop().unwrap(), expected, "{id}");
+    }
+    assert!(mgmt.posts_to("anon=").is_empty());
+    assert_eq!(mgmt.posts_to("bob3=").len(), 1);
+
+    // 410 Gone removes exactly that record.
+    mgmt.gone("bob2=");
+    ok(
+        &runtime,
+        message("alice1=", json!({"action": "send", "to": "bob", "data": 2})),
+    )
+    .await;
+    assert_eq!(
+        mgmt.posts_to("alice1=").pop().unwrap(),
+        json!({"action": "send", "delivered": 1})
+    );
+    assert!(store.get("bob2=").await.unwrap().is_none());
+    assert!(store.get("bob1=").await.unwrap().is_some());
+    assert!(store.get("bob3=").await.unwrap().is_some());
+
+    // Client mistakes: answered, and the invocation still succeeds.
+    ok(
+        &runtime,
+        message("alice1=", Value::String("{not json".into())),
+    )
+    .await;
+    assert_eq!(
+        mgmt.posts_to("alice1=").pop().unwrap()["error"]["code"],
+        "bad_request"
+    );
+    ok(
+        &runtime,
+        message("anon=", json!({"action": "broadcast", "data": 1})),
+    )
+    .await;
+    assert_eq!(
+        mgmt.posts_to("anon=").pop().unwrap()["error"]["code"],
+        "unauthorized"
+    );
+    ok(
+        &runtime,
+        message(
+            "anon=",
+            json!({"action": "auth", "token": "forged.token.x"}),
+        ),
+    )
+    .await;
+    assert_eq!(
+        mgmt.posts_to("anon=").pop().unwrap()["error"]["code"],
+        "invalid_token"
+    );
+
+    // The auth window, enforced on the next message: unauthorized, DELETE, record removed.
+    store
+        .save(&Connection::unauthenticated("late=", 1, now_secs() - 1))
+        .await
+        .unwrap();
+    ok(
+        &runtime,
+        message("late=", json!({"action": "send", "to": "bob", "data": 1})),
+    )
+    .await;
+    let calls = mgmt.calls_for("late=");
+    assert_eq!(calls.len(), 2, "{calls:?}");
+    assert_eq!(calls[0].json()["error"]["code"], "unauthorized");
+    assert_eq!(calls[1].method, "DELETE");
+    assert!(store.list_expired().await.unwrap().is_empty());
+
+    // ... and by the scheduled sweep for connections that never send anything.
+    store
+        .save(&Connection::unauthenticated("silent=", 1, now_secs() - 1))
+        .await
+        .unwrap();
+    let swept = runtime.invoke(scheduled()).await.unwrap();
+    assert_eq!(swept, json!({"expired": 1, "closed": 1}));
+    let calls = mgmt.calls_for("silent=");
+    assert_eq!(calls.len(), 2, "{calls:?}");
+    assert_eq!(calls[0].json()["error"]["code"], "unauthorized");
+    assert_eq!(calls[1].method, "DELETE");
+    assert!(store.list_expired().await.unwrap().is_empty());
+    assert!(
+        store.get("anon=").await.unwrap().is_some(),
+        "live windows are untouched"
+    );
+
+    // $disconnect removes the record.
+    ok(&runtime, disconnect("bob1=")).await;
+    assert!(store.get("bob1=").await.unwrap().is_none());
+
+    // Something that is not a WebSocket event is a real failure: a Lambda error.
+    let err = runtime.invoke(json!({"hello": "world"})).await.unwrap_err();
+    assert!(err.to_string().contains("WebSocket"), "{err}");
+
+    assert!(runtime.init_errors().is_empty());
+}
+
+#[test]
+fn missing_jwt_configuration_is_a_clear_startup_error() {
+    let out = clean_command()
+        .env("AWS_LAMBDA_RUNTIME_API", "127.0.0.1:9")
+        .env("VK_WS_TABLE", "connections")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("VK_WS_JWT_SECRET"), "{stderr}");
+}
