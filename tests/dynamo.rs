@@ -270,3 +270,33 @@ async fn queries_and_scans_page_to_the_end() {
     ids.dedup();
     assert_eq!(ids.len(), 300);
 }
+
+#[tokio::test]
+async fn abuse_counters_live_in_the_record() {
+    let (store, client) = store("counters").await;
+    let now = now_secs();
+    store
+        .save(&Connection::unauthenticated("c=", 1, now + 30))
+        .await
+        .unwrap();
+    assert_eq!(store.count_message("c=", 1000).await.unwrap(), 1);
+    assert_eq!(store.count_message("c=", 1000).await.unwrap(), 2);
+    assert_eq!(store.count_message("c=", 1000).await.unwrap(), 3);
+    assert_eq!(
+        store.count_message("c=", 3000).await.unwrap(),
+        1,
+        "a new window resets"
+    );
+    assert_eq!(store.count_auth_failure("c=").await.unwrap(), 1);
+    assert_eq!(store.count_auth_failure("c=").await.unwrap(), 2);
+    let item = raw(&client, store.table(), "c=").await.unwrap();
+    assert_eq!(item["rateWindow"], AttributeValue::N("3000".into()));
+    assert_eq!(item["authFailures"], AttributeValue::N("2".into()));
+    // Counting never creates a record for an unknown connection.
+    assert_eq!(store.count_message("ghost=", 1000).await.unwrap(), 1);
+    assert_eq!(store.count_auth_failure("ghost=").await.unwrap(), 1);
+    assert!(raw(&client, store.table(), "ghost=").await.is_none());
+    // The record itself still reads the same.
+    let row = store.get("c=").await.unwrap().unwrap();
+    assert!(!row.authenticated);
+}

@@ -180,11 +180,20 @@ impl App {
             session_ttl_secs: self.config.session_ttl.as_secs() as i64,
             trust_client_tenant: self.trust_client_tenant,
             fanout_concurrency: self.config.fanout_concurrency,
+            limits: crate::dispatch::Limits::from_config(&self.config),
         })
     }
 
     /// Binds the local server on `addr` without serving yet (use port 0 in tests).
     pub async fn local_server(&self, addr: SocketAddr) -> Result<LocalServer, Error> {
+        if self.config.jwt_key.is_none()
+            && !addr.ip().is_loopback()
+            && !self.config.allow_dev_secret
+        {
+            return Err(Error::Config(format!(
+                "refusing to listen on {addr} with the public dev secret: anyone could mint tokens. Set VK_WS_JWT_SECRET (or VK_WS_JWT_PUBLIC_KEY), or VK_WS_ALLOW_DEV_SECRET=1 if you really mean it"
+            )));
+        }
         let dispatcher = self.dispatcher(Mode::Local)?;
         LocalServer::bind(dispatcher, &self.config, addr).await
     }

@@ -46,7 +46,8 @@ pub struct AuthFailure {
 }
 
 impl AuthFailure {
-    pub(crate) fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+    /// A failure with a client-safe message.
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
         AuthFailure {
             code,
             message: message.into(),

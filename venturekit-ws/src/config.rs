@@ -58,6 +58,17 @@ pub struct Config {
     pub delivery_timeout: Duration,
     /// `VK_WS_SCAN_SEGMENTS`: parallel scan segments for broadcast and the sweeper, default 1.
     pub scan_segments: u32,
+    /// `VK_WS_RATE_LIMIT_PER_SEC`: sustained inbound messages per connection (0 = no limit), default 20.
+    pub rate_limit_per_sec: u32,
+    /// `VK_WS_RATE_LIMIT_BURST`: messages allowed per window of `burst / rate` seconds, default 40.
+    pub rate_limit_burst: u32,
+    /// `VK_WS_MAX_AUTH_FAILURES`: failed `auth` attempts before the connection is closed, default 5.
+    pub max_auth_failures: u32,
+    /// `VK_WS_MAX_TOKEN_BYTES`: longest accepted token, default 8192.
+    pub max_token_bytes: usize,
+    /// `VK_WS_ALLOW_DEV_SECRET=1`: let the local server listen beyond loopback with the public
+    /// dev secret (refused by default).
+    pub allow_dev_secret: bool,
     /// `VK_WS_IDLE_TIMEOUT_SEC` (local server): idle timeout, default 600 (API Gateway's).
     pub idle_timeout: Duration,
     /// `VK_WS_MAX_CONNECTION_SEC` (local server): maximum connection duration, default 7200.
@@ -80,6 +91,11 @@ impl Default for Config {
             fanout_concurrency: crate::messaging::DEFAULT_FANOUT_CONCURRENCY,
             delivery_timeout: Duration::from_secs(3),
             scan_segments: 1,
+            rate_limit_per_sec: 20,
+            rate_limit_burst: 40,
+            max_auth_failures: 5,
+            max_token_bytes: 8192,
+            allow_dev_secret: false,
             idle_timeout: Duration::from_secs(600),
             max_connection: Duration::from_secs(7200),
         }
@@ -148,6 +164,27 @@ impl Config {
         if let Some(v) = var("VK_WS_DELIVERY_TIMEOUT_MS") {
             config.delivery_timeout =
                 Duration::from_millis(number("VK_WS_DELIVERY_TIMEOUT_MS", &v, 10, 60_000)?);
+        }
+        if let Some(v) = var("VK_WS_RATE_LIMIT_PER_SEC") {
+            config.rate_limit_per_sec = number("VK_WS_RATE_LIMIT_PER_SEC", &v, 0, 100_000)? as u32;
+        }
+        if let Some(v) = var("VK_WS_RATE_LIMIT_BURST") {
+            config.rate_limit_burst = number("VK_WS_RATE_LIMIT_BURST", &v, 1, 1_000_000)? as u32;
+        }
+        if config.rate_limit_per_sec > 0 && config.rate_limit_burst < config.rate_limit_per_sec {
+            return Err(Error::Config(format!(
+                "VK_WS_RATE_LIMIT_BURST ({}) must be at least VK_WS_RATE_LIMIT_PER_SEC ({})",
+                config.rate_limit_burst, config.rate_limit_per_sec
+            )));
+        }
+        if let Some(v) = var("VK_WS_MAX_AUTH_FAILURES") {
+            config.max_auth_failures = number("VK_WS_MAX_AUTH_FAILURES", &v, 1, 1000)? as u32;
+        }
+        if let Some(v) = var("VK_WS_MAX_TOKEN_BYTES") {
+            config.max_token_bytes = number("VK_WS_MAX_TOKEN_BYTES", &v, 256, 65_536)? as usize;
+        }
+        if let Some(v) = var("VK_WS_ALLOW_DEV_SECRET") {
+            config.allow_dev_secret = matches!(v.trim(), "1" | "true" | "yes");
         }
         if let Some(v) = var("VK_WS_SCAN_SEGMENTS") {
             config.scan_segments = number("VK_WS_SCAN_SEGMENTS", &v, 1, 64)? as u32;

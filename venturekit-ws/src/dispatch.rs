@@ -3,7 +3,7 @@
 //! DESIGN.md section 4.3.
 
 use crate::action::ActionDef;
-use crate::auth::{Identity, Verifier, resolve_tenant};
+use crate::auth::{AuthFailure, Identity, Verifier, resolve_tenant};
 use crate::clock::{now_ms, now_secs};
 use crate::ctx::Ctx;
 use crate::delivery::{Delivery, DeliveryError};
@@ -27,6 +27,41 @@ pub struct Dispatcher {
     session_ttl_secs: i64,
     trust_client_tenant: bool,
     fanout_concurrency: usize,
+    limits: Limits,
+}
+
+/// Abuse limits applied before any routing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Messages per window (0 = unlimited).
+    pub burst: u32,
+    /// Window length in milliseconds.
+    pub window_ms: i64,
+    /// Failed `auth` attempts before the connection is closed.
+    pub max_auth_failures: u32,
+    /// Longest accepted token.
+    pub max_token_bytes: usize,
+}
+
+impl Limits {
+    /// The limits of `config`.
+    pub fn from_config(config: &crate::Config) -> Self {
+        let rate = config.rate_limit_per_sec;
+        Limits {
+            burst: if rate == 0 {
+                0
+            } else {
+                config.rate_limit_burst
+            },
+            window_ms: if rate == 0 {
+                1000
+            } else {
+                (i64::from(config.rate_limit_burst) * 1000 / i64::from(rate)).max(1)
+            },
+            max_auth_failures: config.max_auth_failures,
+            max_token_bytes: config.max_token_bytes,
+        }
+    }
 }
 
 impl std::fmt::Debug for Dispatcher {
@@ -66,6 +101,8 @@ pub struct DispatcherParts {
     pub trust_client_tenant: bool,
     /// Posts in flight per fan-out.
     pub fanout_concurrency: usize,
+    /// Abuse limits.
+    pub limits: Limits,
 }
 
 impl Dispatcher {
@@ -88,6 +125,7 @@ impl Dispatcher {
             session_ttl_secs: parts.session_ttl_secs,
             trust_client_tenant: parts.trust_client_tenant,
             fanout_concurrency: parts.fanout_concurrency,
+            limits: parts.limits,
         })
     }
 
@@ -178,7 +216,17 @@ impl Dispatcher {
                 protocol::error_frame(None, ErrorCode::PayloadTooLarge, "message exceeds 128 KB");
             return reply(connections, &id, &frame).await;
         }
-        let action = match envelope(body) {
+        let parsed = envelope(body);
+        if self.rate_limited(&id).await {
+            let requested = parsed.as_ref().ok().map(|a| truncate(a, 64));
+            let frame = protocol::error_frame(
+                requested,
+                ErrorCode::RateLimited,
+                "too many messages; slow down",
+            );
+            return reply(connections, &id, &frame).await;
+        }
+        let action = match parsed {
             Ok(action) => action,
             Err(message) => {
                 let frame = protocol::error_frame(None, ErrorCode::BadRequest, &message);
@@ -199,6 +247,22 @@ impl Dispatcher {
                     reply(connections, &id, &frame).await
                 }
             },
+        }
+    }
+
+    /// Counts the message; `true` when it exceeds the connection's window. Fails open: a
+    /// counter that cannot be updated never blocks legitimate traffic.
+    async fn rate_limited(&self, id: &str) -> bool {
+        if self.limits.burst == 0 {
+            return false;
+        }
+        let window = now_ms() / self.limits.window_ms * self.limits.window_ms;
+        match self.store.count_message(id, window).await {
+            Ok(count) => count > self.limits.burst,
+            Err(e) => {
+                tracing::warn!(connection_id = id, error = %e, "rate counter failed; message allowed");
+                false
+            }
         }
     }
 
@@ -295,69 +359,9 @@ impl Dispatcher {
 
     async fn auth(&self, connections: &Connections, id: &str, body: &str) {
         let fail = |code, message: &str| protocol::auth_failure(code, message);
-        let request = match serde_json::from_str::<AuthRequest>(body) {
-            Ok(r) => r,
-            Err(_) => {
-                return reply(
-                    connections,
-                    id,
-                    &fail(ErrorCode::BadRequest, "invalid auth message"),
-                )
-                .await;
-            }
-        };
-        let token = match request.token {
-            Some(serde_json::Value::String(t)) if !t.is_empty() => t,
-            Some(serde_json::Value::String(_)) => {
-                return reply(
-                    connections,
-                    id,
-                    &fail(ErrorCode::BadRequest, "`token` must not be empty"),
-                )
-                .await;
-            }
-            Some(_) => {
-                return reply(
-                    connections,
-                    id,
-                    &fail(ErrorCode::BadRequest, "`token` must be a string"),
-                )
-                .await;
-            }
-            None => {
-                return reply(
-                    connections,
-                    id,
-                    &fail(ErrorCode::BadRequest, "missing `token`"),
-                )
-                .await;
-            }
-        };
-        let requested = match request.tenant_id {
-            None | Some(serde_json::Value::Null) => None,
-            Some(serde_json::Value::String(t)) => Some(t),
-            Some(_) => {
-                return reply(
-                    connections,
-                    id,
-                    &fail(ErrorCode::BadRequest, "`tenantId` must be a string"),
-                )
-                .await;
-            }
-        };
-        let verified = match self.verifier.verify(&token) {
-            Ok(v) => v,
-            Err(f) => return reply(connections, id, &fail(f.code, &f.message)).await,
-        };
-        let tenant = match resolve_tenant(&verified, requested.as_deref(), self.trust_client_tenant)
-        {
-            Ok(t) => t,
-            Err(f) => return reply(connections, id, &fail(f.code, &f.message)).await,
-        };
-        let identity = Identity {
-            user_id: verified.sub,
-            tenant_id: tenant,
-            email: verified.email,
+        let identity = match self.check_auth_message(body) {
+            Ok(identity) => identity,
+            Err(failure) => return self.auth_failed(connections, id, failure).await,
         };
         let ttl = now_secs() + self.session_ttl_secs;
         match self.store.authenticate(id, &identity, ttl).await {
@@ -374,11 +378,11 @@ impl Dispatcher {
                 close(connections, id).await
             }
             Err(StoreError::OtherUser) => {
-                let frame = fail(
+                let failure = AuthFailure::new(
                     ErrorCode::InvalidToken,
                     "the connection is already authenticated as another user",
                 );
-                reply(connections, id, &frame).await
+                self.auth_failed(connections, id, failure).await
             }
             Err(StoreError::Backend(e)) => {
                 tracing::error!(connection_id = id, error = %e, "auth: updating the record failed");
@@ -390,6 +394,65 @@ impl Dispatcher {
                 .await
             }
         }
+    }
+
+    /// Validates an `auth` message: shape, token size, token, tenant rule.
+    fn check_auth_message(&self, body: &str) -> Result<Identity, AuthFailure> {
+        let bad = |message: &str| AuthFailure::new(ErrorCode::BadRequest, message);
+        let request =
+            serde_json::from_str::<AuthRequest>(body).map_err(|_| bad("invalid auth message"))?;
+        let token = match request.token {
+            Some(serde_json::Value::String(t)) if !t.is_empty() => t,
+            Some(serde_json::Value::String(_)) => return Err(bad("`token` must not be empty")),
+            Some(_) => return Err(bad("`token` must be a string")),
+            None => return Err(bad("missing `token`")),
+        };
+        let requested = match request.tenant_id {
+            None | Some(serde_json::Value::Null) => None,
+            Some(serde_json::Value::String(t)) => Some(t),
+            Some(_) => return Err(bad("`tenantId` must be a string")),
+        };
+        if token.len() > self.limits.max_token_bytes {
+            return Err(AuthFailure::new(
+                ErrorCode::InvalidToken,
+                format!("token exceeds {} bytes", self.limits.max_token_bytes),
+            ));
+        }
+        let verified = self.verifier.verify(&token)?;
+        let tenant = resolve_tenant(&verified, requested.as_deref(), self.trust_client_tenant)?;
+        Ok(Identity {
+            user_id: verified.sub,
+            tenant_id: tenant,
+            email: verified.email,
+        })
+    }
+
+    /// Replies with the failure and counts it; past the cap the connection is closed.
+    async fn auth_failed(&self, connections: &Connections, id: &str, failure: AuthFailure) {
+        let failures = match self.store.count_auth_failure(id).await {
+            Ok(n) => n,
+            Err(e) => {
+                tracing::warn!(connection_id = id, error = %e, "auth failure counter failed");
+                0
+            }
+        };
+        tracing::info!(connection_id = id, code = %failure.code, failures, "auth refused");
+        if failures >= self.limits.max_auth_failures {
+            let message = format!("{}; too many failed attempts, closing", failure.message);
+            reply(
+                connections,
+                id,
+                &protocol::auth_failure(failure.code, &message),
+            )
+            .await;
+            return close(connections, id).await;
+        }
+        reply(
+            connections,
+            id,
+            &protocol::auth_failure(failure.code, &failure.message),
+        )
+        .await
     }
 
     /// Closes and removes every expired record: unauthenticated connections whose auth

@@ -345,6 +345,106 @@ impl ConnectionStore for DynamoStore {
     async fn list_expired(&self) -> Result<Vec<Connection>, StoreError> {
         self.scan("#ttl <= :now").await
     }
+
+    async fn count_message(
+        &self,
+        connection_id: &str,
+        window_start_ms: i64,
+    ) -> Result<u32, StoreError> {
+        use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
+        // Same window: one atomic increment. New window: reset (a second write).
+        let same_window = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("connectionId", s(connection_id))
+            .condition_expression("attribute_exists(connectionId) AND rateWindow = :w")
+            .update_expression("ADD rateCount :one")
+            .expression_attribute_values(":w", n(window_start_ms))
+            .expression_attribute_values(":one", n(1))
+            .return_values(ReturnValue::UpdatedNew)
+            .send()
+            .await;
+        let output = match same_window {
+            Ok(output) => output,
+            Err(err) => {
+                if !matches!(
+                    err.as_service_error(),
+                    Some(UpdateItemError::ConditionalCheckFailedException(_))
+                ) {
+                    return Err(backend("count message")(
+                        aws_sdk_dynamodb::error::DisplayErrorContext(err),
+                    ));
+                }
+                let reset = self
+                    .client
+                    .update_item()
+                    .table_name(&self.table)
+                    .key("connectionId", s(connection_id))
+                    .condition_expression("attribute_exists(connectionId)")
+                    .update_expression("SET rateWindow = :w, rateCount = :one")
+                    .expression_attribute_values(":w", n(window_start_ms))
+                    .expression_attribute_values(":one", n(1))
+                    .return_values(ReturnValue::UpdatedNew)
+                    .send()
+                    .await;
+                match reset {
+                    Ok(output) => output,
+                    // No record: the guard decides what happens to this connection.
+                    Err(err)
+                        if matches!(
+                            err.as_service_error(),
+                            Some(UpdateItemError::ConditionalCheckFailedException(_))
+                        ) =>
+                    {
+                        return Ok(1);
+                    }
+                    Err(err) => {
+                        return Err(backend("count message")(
+                            aws_sdk_dynamodb::error::DisplayErrorContext(err),
+                        ));
+                    }
+                }
+            }
+        };
+        Ok(counter(output.attributes(), "rateCount"))
+    }
+
+    async fn count_auth_failure(&self, connection_id: &str) -> Result<u32, StoreError> {
+        use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("connectionId", s(connection_id))
+            .condition_expression("attribute_exists(connectionId)")
+            .update_expression("ADD authFailures :one")
+            .expression_attribute_values(":one", n(1))
+            .return_values(ReturnValue::UpdatedNew)
+            .send()
+            .await;
+        match result {
+            Ok(output) => Ok(counter(output.attributes(), "authFailures")),
+            Err(err)
+                if matches!(
+                    err.as_service_error(),
+                    Some(UpdateItemError::ConditionalCheckFailedException(_))
+                ) =>
+            {
+                Ok(1)
+            }
+            Err(err) => Err(backend("count auth failure")(
+                aws_sdk_dynamodb::error::DisplayErrorContext(err),
+            )),
+        }
+    }
+}
+
+fn counter(attributes: Option<&Item>, name: &str) -> u32 {
+    match attributes.and_then(|a| a.get(name)) {
+        Some(AttributeValue::N(v)) => v.parse().unwrap_or(u32::MAX),
+        _ => 1,
+    }
 }
 
 /// Creates the table of DESIGN.md 5.1 (on-demand, both GSIs, TTL on `ttl`): for local

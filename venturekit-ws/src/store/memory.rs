@@ -11,6 +11,15 @@ use std::sync::{Mutex, MutexGuard};
 #[derive(Debug, Default)]
 pub struct MemoryStore {
     rows: Mutex<HashMap<String, Connection>>,
+    counters: Mutex<HashMap<String, Counters>>,
+}
+
+/// Abuse counters, kept beside the records so `/_vk/connections` shows the table's fields only.
+#[derive(Debug, Default, Clone, Copy)]
+struct Counters {
+    window: i64,
+    messages: u32,
+    auth_failures: u32,
 }
 
 impl MemoryStore {
@@ -23,6 +32,10 @@ impl MemoryStore {
         // A panic while holding the lock cannot leave a row half-written (we only insert
         // or remove whole rows), so a poisoned lock is safe to keep using.
         self.rows.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn counters(&self) -> MutexGuard<'_, HashMap<String, Counters>> {
+        self.counters.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     fn live_where(&self, keep: impl Fn(&Connection) -> bool) -> Vec<Connection> {
@@ -71,6 +84,7 @@ impl ConnectionStore for MemoryStore {
 
     async fn remove(&self, connection_id: &str) -> Result<(), StoreError> {
         self.rows().remove(connection_id);
+        self.counters().remove(connection_id);
         Ok(())
     }
 
@@ -105,6 +119,34 @@ impl ConnectionStore for MemoryStore {
             .collect();
         found.sort_by(|a, b| a.connection_id.cmp(&b.connection_id));
         Ok(found)
+    }
+
+    async fn count_message(
+        &self,
+        connection_id: &str,
+        window_start_ms: i64,
+    ) -> Result<u32, StoreError> {
+        if !self.rows().contains_key(connection_id) {
+            return Ok(1);
+        }
+        let mut counters = self.counters();
+        let c = counters.entry(connection_id.to_owned()).or_default();
+        if c.window != window_start_ms {
+            c.window = window_start_ms;
+            c.messages = 0;
+        }
+        c.messages = c.messages.saturating_add(1);
+        Ok(c.messages)
+    }
+
+    async fn count_auth_failure(&self, connection_id: &str) -> Result<u32, StoreError> {
+        if !self.rows().contains_key(connection_id) {
+            return Ok(1);
+        }
+        let mut counters = self.counters();
+        let c = counters.entry(connection_id.to_owned()).or_default();
+        c.auth_failures = c.auth_failures.saturating_add(1);
+        Ok(c.auth_failures)
     }
 }
 
@@ -206,6 +248,26 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(row.ttl, now + 500);
+    }
+
+    #[tokio::test]
+    async fn counters_are_per_window_and_per_connection() {
+        let store = MemoryStore::new();
+        store
+            .save(&Connection::unauthenticated("c", 1, now_secs() + 30))
+            .await
+            .unwrap();
+        assert_eq!(store.count_message("c", 1000).await.unwrap(), 1);
+        assert_eq!(store.count_message("c", 1000).await.unwrap(), 2);
+        assert_eq!(store.count_message("c", 3000).await.unwrap(), 1);
+        assert_eq!(store.count_auth_failure("c").await.unwrap(), 1);
+        assert_eq!(store.count_auth_failure("c").await.unwrap(), 2);
+        store.remove("c").await.unwrap();
+        assert_eq!(
+            store.count_auth_failure("c").await.unwrap(),
+            1,
+            "no record, no memory"
+        );
     }
 
     #[test]

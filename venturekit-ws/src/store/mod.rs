@@ -120,4 +120,16 @@ pub trait ConnectionStore: Send + Sync + 'static {
 
     /// Every record whose `ttl` has passed but is still stored (for the sweeper).
     async fn list_expired(&self) -> Result<Vec<Connection>, StoreError>;
+
+    /// Counts one inbound message in the rate window starting at `window_start_ms` and
+    /// returns the count in that window (1 for its first message). Counters live with the
+    /// connection, so they survive across Lambda invocations.
+    async fn count_message(
+        &self,
+        connection_id: &str,
+        window_start_ms: i64,
+    ) -> Result<u32, StoreError>;
+
+    /// Counts one failed `auth` on the connection and returns the total so far.
+    async fn count_auth_failure(&self, connection_id: &str) -> Result<u32, StoreError>;
 }
