@@ -1,7 +1,7 @@
 //! [`App`]: registration, configuration and the command line (`serve`, `token`).
 
 use crate::action::ActionDef;
-use crate::auth::{DevToken, Verifier, mint_dev_token};
+use crate::auth::{DevToken, JwksVerifier, TokenVerifier, Verifier, mint_dev_token};
 use crate::config::{Config, DEV_SECRET, JwtKey};
 use crate::dispatch::{Dispatcher, DispatcherParts};
 use crate::error::Error;
@@ -138,12 +138,15 @@ impl App {
         &mut self.config
     }
 
-    fn jwt_key(&self, mode: Mode) -> Result<JwtKey, Error> {
-        if self.config.jwks_url.is_some() {
-            return Err(Error::Config(
-                "VK_WS_JWKS_URL is not supported by this version yet; set VK_WS_JWT_SECRET or VK_WS_JWT_PUBLIC_KEY".into(),
-            ));
+    fn token_verifier(&self, mode: Mode) -> Result<TokenVerifier, Error> {
+        if let Some(url) = &self.config.jwks_url {
+            return Ok(TokenVerifier::Jwks(JwksVerifier::new(url, &self.config)?));
         }
+        let key = self.jwt_key(mode)?;
+        Ok(TokenVerifier::Key(Verifier::new(&key, &self.config)?))
+    }
+
+    fn jwt_key(&self, mode: Mode) -> Result<JwtKey, Error> {
         match (&self.config.jwt_key, mode) {
             (Some(key), _) => Ok(key.clone()),
             (None, Mode::Local) => {
@@ -161,8 +164,7 @@ impl App {
 
     /// Builds the dispatcher, checking the registered actions.
     pub fn dispatcher(&self, mode: Mode) -> Result<Dispatcher, Error> {
-        let key = self.jwt_key(mode)?;
-        let verifier = Verifier::new(&key, &self.config)?;
+        let verifier = self.token_verifier(mode)?;
         let store = match (&self.store, mode) {
             (Some(store), _) => store.clone(),
             (None, Mode::Local) => Arc::new(MemoryStore::new()),
@@ -230,7 +232,7 @@ impl App {
             .clone()
             .ok_or_else(|| Error::Config("VK_WS_TABLE is required on Lambda".into()))?;
         // Check the JWT configuration before touching AWS, for a clear startup error.
-        self.jwt_key(Mode::Lambda)?;
+        self.token_verifier(Mode::Lambda)?;
         let sdk = crate::aws::sdk_config().await;
         let store = crate::aws::DynamoStore::new(aws_sdk_dynamodb::Client::new(&sdk), table)
             .with_scan_segments(self.config.scan_segments);
@@ -273,6 +275,11 @@ impl App {
             Some(JwtKey::PublicKeyPem(_)) => {
                 return Err(Error::Config(
                     "dev tokens are signed with an HS256 secret, but VK_WS_JWT_PUBLIC_KEY is configured; mint tokens with your identity provider".into(),
+                ));
+            }
+            None if self.config.jwks_url.is_some() => {
+                return Err(Error::Config(
+                    "dev tokens are signed with an HS256 secret, but VK_WS_JWKS_URL is configured; mint tokens with your identity provider".into(),
                 ));
             }
             None => {

@@ -42,6 +42,10 @@ pub struct Config {
     pub issuer: Option<String>,
     /// `VK_WS_JWT_AUDIENCE`: required `aud` when set.
     pub audience: Option<String>,
+    /// `VK_WS_JWT_TOKEN_USE`: required `token_use` claim (Cognito: `id` or `access`).
+    pub token_use: Option<String>,
+    /// `VK_WS_JWKS_MIN_REFRESH_SEC`: least time between two JWKS fetches, default 10.
+    pub jwks_min_refresh: Duration,
     /// `VK_WS_TENANT_CLAIM`: the claim listing the tenants a token may join.
     pub tenant_claim: String,
     /// `VK_WS_AUTH_TIMEOUT_SEC`: how long a connection may stay unauthenticated.
@@ -84,6 +88,8 @@ impl Default for Config {
             issuer: None,
             audience: None,
             tenant_claim: "tenantId".to_owned(),
+            token_use: None,
+            jwks_min_refresh: Duration::from_secs(10),
             auth_timeout: Duration::from_secs(30),
             session_ttl: Duration::from_secs(7200),
             listen: SocketAddr::from(([127, 0, 0, 1], 3001)),
@@ -134,6 +140,22 @@ impl Config {
             (None, None) => None,
         };
         config.issuer = var("VK_WS_JWT_ISSUER");
+        if let Some(v) = var("VK_WS_JWT_TOKEN_USE") {
+            match v.trim() {
+                "id" | "access" => config.token_use = Some(v.trim().to_owned()),
+                other => {
+                    return Err(Error::Config(format!(
+                        "VK_WS_JWT_TOKEN_USE must be `id` or `access`, got `{other}`"
+                    )));
+                }
+            }
+        }
+        if let Some(v) = var("VK_WS_JWKS_MIN_REFRESH_SEC") {
+            config.jwks_min_refresh = seconds("VK_WS_JWKS_MIN_REFRESH_SEC", &v, 1, 3600)?;
+        }
+        if let Some(url) = &config.jwks_url {
+            check_jwks_url(url)?;
+        }
         config.audience = var("VK_WS_JWT_AUDIENCE");
         if let Some(claim) = var("VK_WS_TENANT_CLAIM") {
             config.tenant_claim = claim;
@@ -190,6 +212,18 @@ impl Config {
             config.scan_segments = number("VK_WS_SCAN_SEGMENTS", &v, 1, 64)? as u32;
         }
         Ok(config)
+    }
+}
+
+/// JWKS must come over HTTPS; plain HTTP only to loopback (tests, local stand-ins).
+fn check_jwks_url(url: &str) -> Result<(), Error> {
+    let loopback = ["http://127.0.0.1", "http://localhost", "http://[::1]"];
+    if url.starts_with("https://") || loopback.iter().any(|p| url.starts_with(p)) {
+        Ok(())
+    } else {
+        Err(Error::Config(format!(
+            "VK_WS_JWKS_URL must be an https:// URL (plain http is allowed only on loopback), got `{url}`"
+        )))
     }
 }
 

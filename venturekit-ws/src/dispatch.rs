@@ -3,7 +3,7 @@
 //! DESIGN.md section 4.3.
 
 use crate::action::ActionDef;
-use crate::auth::{AuthFailure, Identity, Verifier, resolve_tenant};
+use crate::auth::{AuthFailure, Identity, TokenVerifier, resolve_tenant};
 use crate::clock::{now_ms, now_secs};
 use crate::ctx::Ctx;
 use crate::delivery::{Delivery, DeliveryError};
@@ -21,7 +21,7 @@ use std::sync::Arc;
 /// Runs API Gateway WebSocket events through the registered actions.
 pub struct Dispatcher {
     actions: HashMap<&'static str, ActionDef>,
-    verifier: Verifier,
+    verifier: TokenVerifier,
     store: Arc<dyn ConnectionStore>,
     auth_timeout_secs: i64,
     session_ttl_secs: i64,
@@ -90,7 +90,7 @@ pub struct DispatcherParts {
     /// The registered actions (already checked for duplicates).
     pub actions: Vec<ActionDef>,
     /// Token verification.
-    pub verifier: Verifier,
+    pub verifier: TokenVerifier,
     /// Where connection records live.
     pub store: Arc<dyn ConnectionStore>,
     /// The unauthenticated window, seconds.
@@ -359,7 +359,7 @@ impl Dispatcher {
 
     async fn auth(&self, connections: &Connections, id: &str, body: &str) {
         let fail = |code, message: &str| protocol::auth_failure(code, message);
-        let identity = match self.check_auth_message(body) {
+        let identity = match self.check_auth_message(body).await {
             Ok(identity) => identity,
             Err(failure) => return self.auth_failed(connections, id, failure).await,
         };
@@ -397,7 +397,7 @@ impl Dispatcher {
     }
 
     /// Validates an `auth` message: shape, token size, token, tenant rule.
-    fn check_auth_message(&self, body: &str) -> Result<Identity, AuthFailure> {
+    async fn check_auth_message(&self, body: &str) -> Result<Identity, AuthFailure> {
         let bad = |message: &str| AuthFailure::new(ErrorCode::BadRequest, message);
         let request =
             serde_json::from_str::<AuthRequest>(body).map_err(|_| bad("invalid auth message"))?;
@@ -418,7 +418,7 @@ impl Dispatcher {
                 format!("token exceeds {} bytes", self.limits.max_token_bytes),
             ));
         }
-        let verified = self.verifier.verify(&token)?;
+        let verified = self.verifier.verify(&token).await?;
         let tenant = resolve_tenant(&verified, requested.as_deref(), self.trust_client_tenant)?;
         Ok(Identity {
             user_id: verified.sub,

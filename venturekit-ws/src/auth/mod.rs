@@ -7,6 +7,10 @@
 use crate::config::{Config, JwtKey};
 use crate::error::Error;
 use crate::protocol::ErrorCode;
+mod jwks;
+
+pub use jwks::JwksVerifier;
+
 use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde_json::{Map, Value};
@@ -55,18 +59,124 @@ impl AuthFailure {
     }
 }
 
-/// Verifies tokens with one configured key.
+/// How claims are read once the signature checks out.
+#[derive(Debug, Clone)]
+pub(crate) struct ClaimRules {
+    tenant_claim: String,
+    /// Required `token_use` (Cognito: `id` or `access`).
+    token_use: Option<String>,
+    /// For Cognito access tokens, which carry `client_id` instead of `aud`.
+    client_id: Option<String>,
+}
+
+impl ClaimRules {
+    pub(crate) fn from_config(config: &Config) -> Self {
+        let access = config.token_use.as_deref() == Some("access");
+        ClaimRules {
+            tenant_claim: config.tenant_claim.clone(),
+            token_use: config.token_use.clone(),
+            client_id: if access {
+                config.audience.clone()
+            } else {
+                None
+            },
+        }
+    }
+}
+
+/// The validation shared by every key source: `exp`/`nbf` with [`LEEWAY_SECS`], required
+/// `sub`, and the configured issuer/audience, which must be present, not merely correct
+/// when present.
+pub(crate) fn base_validation(config: &Config, algorithms: Vec<Algorithm>) -> Validation {
+    let mut validation = Validation::new(algorithms.first().copied().unwrap_or(Algorithm::RS256));
+    validation.algorithms = algorithms;
+    validation.leeway = LEEWAY_SECS;
+    validation.validate_exp = true;
+    validation.validate_nbf = true;
+    let mut required = vec!["exp", "sub"];
+    if let Some(iss) = &config.issuer {
+        validation.set_issuer(&[iss]);
+        required.push("iss");
+    }
+    let access_token = config.token_use.as_deref() == Some("access");
+    match &config.audience {
+        // Cognito access tokens have no `aud`; `client_id` is checked by the claim rules.
+        Some(aud) if !access_token => {
+            validation.set_audience(&[aud]);
+            required.push("aud");
+        }
+        _ => validation.validate_aud = false,
+    }
+    validation.set_required_spec_claims(&required);
+    validation
+}
+
+/// Verifies `token` with `key` and reads the claims.
+pub(crate) fn decode_token(
+    token: &str,
+    key: &DecodingKey,
+    validation: &Validation,
+    rules: &ClaimRules,
+) -> Result<VerifiedToken, AuthFailure> {
+    let data = jsonwebtoken::decode::<Map<String, Value>>(token, key, validation)
+        .map_err(|e| token_failure(e.kind()))?;
+    extract(data.claims, rules)
+}
+
+fn extract(claims: Map<String, Value>, rules: &ClaimRules) -> Result<VerifiedToken, AuthFailure> {
+    let invalid = |message: &str| AuthFailure::new(ErrorCode::InvalidToken, message);
+    let sub = match claims.get("sub") {
+        Some(Value::String(s)) if !s.is_empty() => s.clone(),
+        _ => return Err(invalid("token `sub` must be a non-empty string")),
+    };
+    if let Some(expected) = &rules.token_use
+        && claims.get("token_use").and_then(Value::as_str) != Some(expected.as_str())
+    {
+        return Err(invalid("token `token_use` is not accepted"));
+    }
+    if let Some(client_id) = &rules.client_id
+        && claims.get("client_id").and_then(Value::as_str) != Some(client_id.as_str())
+    {
+        return Err(invalid("token `client_id` is not accepted"));
+    }
+    let email = match claims.get("email") {
+        Some(Value::String(s)) => Some(s.clone()),
+        _ => None,
+    };
+    let tenants = match claims.get(&rules.tenant_claim) {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) => Some(vec![s.clone()]),
+        Some(Value::Array(items)) => {
+            let mut tenants = Vec::with_capacity(items.len());
+            for item in items {
+                match item {
+                    Value::String(s) => tenants.push(s.clone()),
+                    _ => return Err(bad_tenant_claim(&rules.tenant_claim)),
+                }
+            }
+            Some(tenants)
+        }
+        Some(_) => return Err(bad_tenant_claim(&rules.tenant_claim)),
+    };
+    Ok(VerifiedToken {
+        sub,
+        email,
+        tenants,
+    })
+}
+
+/// Verifies tokens with one configured key (HS256 secret or PEM public key).
 pub struct Verifier {
     key: DecodingKey,
     validation: Validation,
-    tenant_claim: String,
+    rules: ClaimRules,
 }
 
 impl std::fmt::Debug for Verifier {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Verifier")
             .field("algorithms", &self.validation.algorithms)
-            .field("tenant_claim", &self.tenant_claim)
+            .field("rules", &self.rules)
             .finish_non_exhaustive()
     }
 }
@@ -78,71 +188,37 @@ impl Verifier {
             JwtKey::Secret(secret) => (DecodingKey::from_secret(secret), vec![Algorithm::HS256]),
             JwtKey::PublicKeyPem(pem) => public_key(pem.as_bytes())?,
         };
-        let mut validation = Validation::new(algorithms[0]);
-        validation.algorithms = algorithms;
-        validation.leeway = LEEWAY_SECS;
-        validation.validate_exp = true;
-        validation.validate_nbf = true;
-        // A configured issuer/audience must be present, not merely correct when present.
-        let mut required = vec!["exp", "sub"];
-        if let Some(iss) = &config.issuer {
-            validation.set_issuer(&[iss]);
-            required.push("iss");
-        }
-        match &config.audience {
-            Some(aud) => {
-                validation.set_audience(&[aud]);
-                required.push("aud");
-            }
-            None => validation.validate_aud = false,
-        }
-        validation.set_required_spec_claims(&required);
         Ok(Verifier {
             key: decoding,
-            validation,
-            tenant_claim: config.tenant_claim.clone(),
+            validation: base_validation(config, algorithms),
+            rules: ClaimRules::from_config(config),
         })
     }
 
     /// Verifies signature, algorithm, `exp`/`nbf`, `iss`/`aud`, and reads `sub`, `email`
     /// and the tenant claim.
     pub fn verify(&self, token: &str) -> Result<VerifiedToken, AuthFailure> {
-        let data = jsonwebtoken::decode::<Map<String, Value>>(token, &self.key, &self.validation)
-            .map_err(|e| token_failure(e.kind()))?;
-        let claims = data.claims;
-        let sub = match claims.get("sub") {
-            Some(Value::String(s)) if !s.is_empty() => s.clone(),
-            _ => {
-                return Err(AuthFailure::new(
-                    ErrorCode::InvalidToken,
-                    "token `sub` must be a non-empty string",
-                ));
-            }
-        };
-        let email = match claims.get("email") {
-            Some(Value::String(s)) => Some(s.clone()),
-            _ => None,
-        };
-        let tenants = match claims.get(&self.tenant_claim) {
-            None | Some(Value::Null) => None,
-            Some(Value::String(s)) => Some(vec![s.clone()]),
-            Some(Value::Array(items)) => {
-                let mut tenants = Vec::with_capacity(items.len());
-                for item in items {
-                    match item {
-                        Value::String(s) => tenants.push(s.clone()),
-                        _ => return Err(bad_tenant_claim(&self.tenant_claim)),
-                    }
-                }
-                Some(tenants)
-            }
-            Some(_) => return Err(bad_tenant_claim(&self.tenant_claim)),
-        };
-        Ok(VerifiedToken {
-            sub,
-            email,
-            tenants,
-        })
+        decode_token(token, &self.key, &self.validation, &self.rules)
+    }
+}
+
+/// Any source of verification keys: one static key, or a JWKS endpoint.
+#[derive(Debug)]
+#[allow(clippy::large_enum_variant)] // built once per process; boxing buys nothing
+pub enum TokenVerifier {
+    /// `VK_WS_JWT_SECRET` or `VK_WS_JWT_PUBLIC_KEY`.
+    Key(Verifier),
+    /// `VK_WS_JWKS_URL`.
+    Jwks(JwksVerifier),
+}
+
+impl TokenVerifier {
+    /// Verifies a token (fetching signing keys first when a JWKS needs it).
+    pub async fn verify(&self, token: &str) -> Result<VerifiedToken, AuthFailure> {
+        match self {
+            TokenVerifier::Key(v) => v.verify(token),
+            TokenVerifier::Jwks(v) => v.verify(token).await,
+        }
     }
 }
 
@@ -169,7 +245,7 @@ fn public_key(pem: &[u8]) -> Result<(DecodingKey, Vec<Algorithm>), Error> {
     ))
 }
 
-fn token_failure(kind: &ErrorKind) -> AuthFailure {
+pub(crate) fn token_failure(kind: &ErrorKind) -> AuthFailure {
     let message = match kind {
         ErrorKind::ExpiredSignature => {
             return AuthFailure::new(ErrorCode::TokenExpired, "token has expired");
