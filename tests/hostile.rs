@@ -551,3 +551,72 @@ async fn tokens_and_secrets_never_reach_the_logs() {
     }
     assert!(!logs.contains(SECRET), "the secret reached the logs");
 }
+
+#[tokio::test]
+async fn hostile_connection_ids_on_the_management_api() {
+    let server = server().await;
+    let mut victim = Client::connect(server.addr).await;
+    let before = records(server.addr).await;
+    let long = format!("/@connections/{}", "A".repeat(10_000));
+    for path in [
+        "/@connections/..%2F_vk%2Fconnections",
+        "/@connections/%2e%2e%2f%2e%2e%2f",
+        "/@connections/%252e%252e",
+        "/@connections/%00%0d%0aX-Injected:%201",
+        "/@connections/*",
+        "/local/@connections/..%2F..%2F",
+        long.as_str(),
+    ] {
+        for method in ["POST", "GET", "DELETE"] {
+            let r = http(server.addr, method, path, br#"{"action":"spoofed"}"#).await;
+            assert!(
+                r.status == 410 || r.status == 404,
+                "{method} {path}: {}",
+                r.status
+            );
+            assert!(r.header("x-injected").is_none());
+        }
+    }
+    // Nothing reached the real connection, and its record is untouched.
+    victim.assert_no_pending().await;
+    assert_eq!(records(server.addr).await, before);
+}
+
+#[tokio::test]
+async fn tokens_with_an_unknown_kid() {
+    use axum::routing::get;
+    let rsa = std::fs::read_to_string(format!(
+        "{}/keys/rsa_private.pem",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .unwrap();
+    let key = jsonwebtoken::EncodingKey::from_rsa_pem(rsa.as_bytes()).unwrap();
+    let mut jwk =
+        jsonwebtoken::jwk::Jwk::from_encoding_key(&key, jsonwebtoken::Algorithm::RS256).unwrap();
+    jwk.common.key_id = Some("real".into());
+    let set = json!({ "keys": [jwk] });
+    let app =
+        axum::Router::new().route("/jwks", get(move || async move { axum::Json(set.clone()) }));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let jwks_addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let config = venturekit_ws::Config {
+        jwks_url: Some(format!("http://{jwks_addr}/jwks")),
+        ..venturekit_ws::Config::default()
+    };
+    let server = start(chat_app(config)).await;
+    let sign = |kid: &str| {
+        let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256);
+        header.kid = Some(kid.into());
+        jsonwebtoken::encode(&header, &json!({"sub": "alice", "exp": now() + 60}), &key).unwrap()
+    };
+    let mut c = Client::connect(server.addr).await;
+    expect_auth_failure(
+        &mut c,
+        json!({"action": "auth", "token": sign("forged")}),
+        "invalid_token",
+    )
+    .await;
+    let reply = c.auth(&sign("real")).await;
+    assert_eq!(reply["success"], true, "{reply}");
+}
