@@ -1,14 +1,9 @@
 #!/usr/bin/env bash
-# Installs moto's server into .venv (once) and starts it on a free loopback port.
-# Prints the endpoint on stdout and the server's pid on fd 3 is not needed: the caller
-# reads MOTO_PID from the file given as $1.
+# Starts moto's server (installed by scripts/venv.sh) on a free loopback port. Prints the
+# endpoint on stdout and writes the server's pid to the file given as $1.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-if [ ! -x .venv/bin/moto_server ]; then
-  echo "installing moto[server] into .venv (first run only)..." >&2
-  python3 -m venv .venv
-  .venv/bin/pip install --quiet --disable-pip-version-check 'moto[server]>=5,<6'
-fi
+scripts/venv.sh
 log=$(mktemp)
 .venv/bin/moto_server -H 127.0.0.1 -p 0 >"$log" 2>&1 &
 pid=$!

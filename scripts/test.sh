@@ -4,8 +4,9 @@
 # recording HTTP server, Lambda mode against a Runtime API stand-in, dispatcher fixtures,
 # JWT, trybuild UI tests and doctests. Extra arguments go to `cargo test`.
 #
-# moto (PyPI `moto[server]`) is installed into .venv on first run and started on a free
-# loopback port; the tests find it through VK_TEST_MOTO_ENDPOINT.
+# moto (PyPI `moto[server]`) and cfn-lint are installed into .venv on first run; moto is
+# started on a free loopback port. The tests find them through VK_TEST_MOTO_ENDPOINT and
+# VK_TEST_CFN_LINT.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 pidfile=$(mktemp)
@@ -15,8 +16,10 @@ cleanup() {
   rm -f "$pidfile" "$log"
 }
 trap cleanup EXIT
+scripts/venv.sh
 VK_TEST_MOTO_ENDPOINT=$(scripts/moto.sh "$pidfile")
 export VK_TEST_MOTO_ENDPOINT
+export VK_TEST_CFN_LINT="$PWD/.venv/bin/cfn-lint"
 echo "moto: $VK_TEST_MOTO_ENDPOINT" >&2
 status=0
 cargo test --workspace "$@" 2>&1 | tee "$log" || status=$?

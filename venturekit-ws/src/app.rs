@@ -3,6 +3,7 @@
 use crate::action::ActionDef;
 use crate::auth::{DevToken, JwksVerifier, TokenVerifier, Verifier, mint_dev_token};
 use crate::config::{Config, DEV_SECRET, JwtKey};
+use crate::deploy::{DeployConfig, EnvConfig};
 use crate::dispatch::{Dispatcher, DispatcherParts};
 use crate::error::Error;
 use crate::local::LocalServer;
@@ -30,6 +31,8 @@ pub struct App {
     actions: Vec<ActionDef>,
     trust_client_tenant: bool,
     store: Option<Arc<dyn ConnectionStore>>,
+    deploy: Option<DeployConfig>,
+    name: Option<String>,
 }
 
 impl std::fmt::Debug for App {
@@ -68,6 +71,21 @@ enum Command {
         /// Address to listen on (default: VK_WS_LISTEN or 127.0.0.1:3001).
         #[arg(long)]
         listen: Option<SocketAddr>,
+        /// Environment of venturekit.toml whose settings to apply (default: VK_WS_ENV or dev).
+        #[arg(long)]
+        env: Option<String>,
+    },
+    /// Print (or write) the AWS SAM template of an environment of venturekit.toml.
+    Template {
+        /// The environment (becomes the API stage name).
+        #[arg(long)]
+        env: String,
+        /// Write to this file instead of stdout; CodeUri is then relative to it.
+        #[arg(long)]
+        out: Option<std::path::PathBuf>,
+        /// Override the CodeUri (the `cargo lambda build` output directory).
+        #[arg(long)]
+        code_uri: Option<String>,
     },
     /// Print a development JWT signed with the configured HS256 secret.
     Token {
@@ -99,6 +117,39 @@ impl App {
             actions: Vec::new(),
             trust_client_tenant: false,
             store: None,
+            deploy: None,
+            name: None,
+        }
+    }
+
+    /// The cargo package/binary name, used in hints and generated templates (default: the
+    /// running executable's name).
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.name = Some(name.into());
+        self
+    }
+
+    /// Registers the per-environment settings of `venturekit.toml` (usually embedded with
+    /// `include_str!`, so Lambda and the local server use the same file). Invalid settings
+    /// are an error naming the file, key and allowed range.
+    ///
+    /// The environment comes from `--env`, else `VK_WS_ENV`, else `dev` when defined.
+    pub fn deploy_config(mut self, file: &str, text: &str) -> Result<Self, Error> {
+        self.deploy =
+            Some(DeployConfig::parse(file, text).map_err(|e| Error::Config(e.to_string()))?);
+        Ok(self)
+    }
+
+    /// The selected environment's settings, if a `venturekit.toml` is registered.
+    pub fn environment(&self) -> Result<Option<&EnvConfig>, Error> {
+        let config_error = |e: crate::deploy::DeployError| Error::Config(e.to_string());
+        match (&self.deploy, &self.config.env) {
+            (Some(deploy), Some(name)) => deploy.env(name).map(Some).map_err(config_error),
+            (Some(deploy), None) => Ok(deploy.envs.get("dev")),
+            (None, Some(name)) => Err(Error::Config(format!(
+                "VK_WS_ENV={name}, but the app registers no venturekit.toml (App::deploy_config)"
+            ))),
+            (None, None) => Ok(None),
         }
     }
 
@@ -165,6 +216,10 @@ impl App {
     /// Builds the dispatcher, checking the registered actions.
     pub fn dispatcher(&self, mode: Mode) -> Result<Dispatcher, Error> {
         let verifier = self.token_verifier(mode)?;
+        let selection_field = match self.environment()? {
+            Some(env) => env.websocket.selection_field().to_owned(),
+            None => "action".to_owned(),
+        };
         let store = match (&self.store, mode) {
             (Some(store), _) => store.clone(),
             (None, Mode::Local) => Arc::new(MemoryStore::new()),
@@ -183,6 +238,7 @@ impl App {
             trust_client_tenant: self.trust_client_tenant,
             fanout_concurrency: self.config.fanout_concurrency,
             limits: crate::dispatch::Limits::from_config(&self.config),
+            selection_field,
         })
     }
 
@@ -197,7 +253,25 @@ impl App {
             )));
         }
         let dispatcher = self.dispatcher(Mode::Local)?;
-        LocalServer::bind(dispatcher, &self.config, addr).await
+        let mut config = self.config.clone();
+        if let Some(env) = self.environment()? {
+            if !env.websocket.enabled {
+                return Err(Error::Config(format!(
+                    "websocket.enabled = false for env `{}`: nothing to serve",
+                    env.name
+                )));
+            }
+            // Explicit environment variables win over the file.
+            if std::env::var_os("VK_WS_IDLE_TIMEOUT_SEC").is_none() {
+                config.idle_timeout =
+                    std::time::Duration::from_secs(u64::from(env.websocket.idle_timeout_sec));
+            }
+            config.stage_throttle = Some((
+                env.websocket.throttle_rate_limit,
+                env.websocket.throttle_burst_limit,
+            ));
+        }
+        LocalServer::bind(dispatcher, &config, addr).await
     }
 
     /// Runs the app: under `lambda_runtime` when `AWS_LAMBDA_RUNTIME_API` is set, otherwise
@@ -210,7 +284,16 @@ impl App {
         let cli = Cli::parse();
         match cli.command {
             None => self.serve(None).await,
-            Some(Command::Serve { listen }) => self.serve(listen).await,
+            Some(Command::Serve { listen, env }) => {
+                let mut app = self;
+                if env.is_some() {
+                    app.config.env = env;
+                }
+                app.serve(listen).await
+            }
+            Some(Command::Template { env, out, code_uri }) => {
+                self.write_template(&env, out.as_deref(), code_uri)
+            }
             Some(Command::Token {
                 sub,
                 tenants,
@@ -245,14 +328,7 @@ impl App {
         let addr = listen.unwrap_or(self.config.listen);
         let server = self.local_server(addr).await?;
         let bound = server.local_addr();
-        let bin = std::env::args()
-            .next()
-            .and_then(|p| {
-                std::path::Path::new(&p)
-                    .file_stem()
-                    .map(|s| s.to_string_lossy().into_owned())
-            })
-            .unwrap_or_else(|| "app".into());
+        let bin = self.binary_name();
         eprintln!(
             "\nventurekit-ws local server (API Gateway emulator)\n\
              \x20 WebSocket:      ws://{bound}\n\
@@ -267,6 +343,91 @@ impl App {
                 let _ = tokio::signal::ctrl_c().await;
             })
             .await
+    }
+
+    fn binary_name(&self) -> String {
+        if let Some(name) = &self.name {
+            return name.clone();
+        }
+        std::env::args()
+            .next()
+            .and_then(|p| {
+                std::path::Path::new(&p)
+                    .file_stem()
+                    .map(|s| s.to_string_lossy().into_owned())
+            })
+            .unwrap_or_else(|| "app".into())
+    }
+
+    /// The SAM template of environment `env`, with `code_uri` pointing at the
+    /// `cargo lambda build` output.
+    pub fn template(&self, env: &str, code_uri: &str) -> Result<String, Error> {
+        let deploy = self.deploy.as_ref().ok_or_else(|| {
+            Error::Config("no venturekit.toml registered: call App::deploy_config".into())
+        })?;
+        let settings = deploy.env(env).map_err(|e| Error::Config(e.to_string()))?;
+        if !settings.websocket.enabled {
+            return Err(Error::Config(format!(
+                "{}: websocket.enabled = false for env `{env}`: nothing to deploy",
+                deploy.file
+            )));
+        }
+        let binary = self.binary_name();
+        let app = deploy.app_name.clone().unwrap_or_else(|| binary.clone());
+        Ok(crate::deploy::template(&app, &binary, settings, code_uri))
+    }
+
+    /// The template of environment `env` as a JSON value (for inspection and tests).
+    pub fn template_value(&self, env: &str, code_uri: &str) -> Result<serde_json::Value, Error> {
+        let deploy = self.deploy.as_ref().ok_or_else(|| {
+            Error::Config("no venturekit.toml registered: call App::deploy_config".into())
+        })?;
+        let settings = deploy.env(env).map_err(|e| Error::Config(e.to_string()))?;
+        let binary = self.binary_name();
+        let app = deploy.app_name.clone().unwrap_or_else(|| binary.clone());
+        Ok(crate::deploy::template_value(
+            &app, &binary, settings, code_uri,
+        ))
+    }
+
+    fn write_template(
+        &self,
+        env: &str,
+        out: Option<&std::path::Path>,
+        code_uri: Option<String>,
+    ) -> Result<(), Error> {
+        let binary = self.binary_name();
+        let arch = self
+            .deploy
+            .as_ref()
+            .and_then(|d| d.envs.get(env))
+            .map(|e| e.lambda.architecture.clone())
+            .unwrap_or_else(|| "arm64".into());
+        let build_dir = format!("target/lambda/{arch}/{binary}/");
+        let code_uri = match (code_uri, out) {
+            (Some(uri), _) => uri,
+            (None, Some(out)) => relative_to(out, &build_dir)?,
+            (None, None) => build_dir.clone(),
+        };
+        let text = self.template(env, &code_uri)?;
+        match out {
+            Some(path) => {
+                std::fs::write(path, text)
+                    .map_err(|e| Error::Config(format!("cannot write {}: {e}", path.display())))?;
+                eprintln!(
+                    "wrote {} (CodeUri {code_uri}); build with: cargo lambda build --release{} -p {binary} --lambda-dir target/lambda/{arch}",
+                    path.display(),
+                    if arch == "arm64" { " --arm64" } else { "" }
+                );
+            }
+            None => {
+                #[allow(clippy::print_stdout)]
+                {
+                    print!("{text}");
+                }
+            }
+        }
+        Ok(())
     }
 
     fn print_token(&self, spec: DevToken) -> Result<(), Error> {
@@ -295,6 +456,35 @@ impl App {
         eprintln!("send it with: {{\"action\":\"auth\",\"token\":\"{token}\"}}");
         Ok(())
     }
+}
+
+/// `target` (relative to the current directory) as seen from the directory of `file`.
+fn relative_to(file: &std::path::Path, target: &str) -> Result<String, Error> {
+    let cwd = std::env::current_dir()?;
+    let dir = file
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(std::path::Path::new("."));
+    let dir = std::fs::canonicalize(dir)
+        .map_err(|e| Error::Config(format!("cannot resolve {}: {e}", dir.display())))?;
+    let cwd = std::fs::canonicalize(cwd)?;
+    let common = dir
+        .components()
+        .zip(cwd.components())
+        .take_while(|(a, b)| a == b)
+        .count();
+    let mut parts: Vec<String> = dir
+        .components()
+        .skip(common)
+        .map(|_| "..".to_owned())
+        .collect();
+    parts.extend(
+        cwd.components()
+            .skip(common)
+            .map(|c| c.as_os_str().to_string_lossy().into_owned()),
+    );
+    parts.push(target.to_owned());
+    Ok(parts.join("/"))
 }
 
 fn init_logging() {

@@ -73,6 +73,10 @@ pub struct Config {
     /// `VK_WS_ALLOW_DEV_SECRET=1`: let the local server listen beyond loopback with the public
     /// dev secret (refused by default).
     pub allow_dev_secret: bool,
+    /// `VK_WS_ENV`: the environment of `venturekit.toml` to use (`dev` locally by default).
+    pub env: Option<String>,
+    /// Stage-wide throttling of the local server (rate, burst), from `venturekit.toml`.
+    pub stage_throttle: Option<(u32, u32)>,
     /// `VK_WS_IDLE_TIMEOUT_SEC` (local server): idle timeout, default 600 (API Gateway's).
     pub idle_timeout: Duration,
     /// `VK_WS_MAX_CONNECTION_SEC` (local server): maximum connection duration, default 7200.
@@ -102,6 +106,8 @@ impl Default for Config {
             max_auth_failures: 5,
             max_token_bytes: 8192,
             allow_dev_secret: false,
+            env: None,
+            stage_throttle: None,
             idle_timeout: Duration::from_secs(600),
             max_connection: Duration::from_secs(7200),
         }
@@ -180,6 +186,7 @@ impl Config {
             })?;
         }
         config.management_endpoint = var("VK_WS_MANAGEMENT_ENDPOINT");
+        config.env = var("VK_WS_ENV");
         if let Some(v) = var("VK_WS_FANOUT_CONCURRENCY") {
             config.fanout_concurrency = number("VK_WS_FANOUT_CONCURRENCY", &v, 1, 1000)? as usize;
         }

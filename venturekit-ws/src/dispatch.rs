@@ -28,6 +28,7 @@ pub struct Dispatcher {
     trust_client_tenant: bool,
     fanout_concurrency: usize,
     limits: Limits,
+    selection_field: String,
 }
 
 /// Abuse limits applied before any routing.
@@ -103,6 +104,8 @@ pub struct DispatcherParts {
     pub fanout_concurrency: usize,
     /// Abuse limits.
     pub limits: Limits,
+    /// The message field that selects the action (`$request.body.<field>`), usually `action`.
+    pub selection_field: String,
 }
 
 impl Dispatcher {
@@ -126,6 +129,7 @@ impl Dispatcher {
             trust_client_tenant: parts.trust_client_tenant,
             fanout_concurrency: parts.fanout_concurrency,
             limits: parts.limits,
+            selection_field: parts.selection_field,
         })
     }
 
@@ -216,7 +220,7 @@ impl Dispatcher {
                 protocol::error_frame(None, ErrorCode::PayloadTooLarge, "message exceeds 128 KB");
             return reply(connections, &id, &frame).await;
         }
-        let parsed = envelope(body);
+        let parsed = envelope(body, &self.selection_field);
         if self.rate_limited(&id).await {
             let requested = parsed.as_ref().ok().map(|a| truncate(a, 64));
             let frame = protocol::error_frame(
@@ -526,27 +530,33 @@ fn truncate(s: &str, max: usize) -> &str {
     }
 }
 
-/// Reads `action` from a message without deserializing the rest. Errors are client-facing.
-fn envelope(body: &str) -> Result<String, String> {
+/// Reads the route selection field (`action` by default) from a message without
+/// deserializing the rest. Errors are client-facing.
+fn envelope(body: &str, field: &str) -> Result<String, String> {
     if body.trim().is_empty() {
-        return Err("empty message: send a JSON object with an `action`".into());
+        return Err(format!(
+            "empty message: send a JSON object with an `{field}`"
+        ));
     }
     let mut de = serde_json::Deserializer::from_str(body);
-    let action = de::Deserializer::deserialize_any(&mut de, EnvelopeVisitor).map_err(|e| {
-        if e.is_syntax() || e.is_eof() {
-            format!("message is not valid JSON: {e}")
-        } else {
-            e.to_string()
-        }
-    })?;
+    let action =
+        de::Deserializer::deserialize_any(&mut de, EnvelopeVisitor { field }).map_err(|e| {
+            if e.is_syntax() || e.is_eof() {
+                format!("message is not valid JSON: {e}")
+            } else {
+                e.to_string()
+            }
+        })?;
     de.end()
         .map_err(|e| format!("message is not valid JSON: {e}"))?;
     action
 }
 
-struct EnvelopeVisitor;
+struct EnvelopeVisitor<'f> {
+    field: &'f str,
+}
 
-impl<'de> Visitor<'de> for EnvelopeVisitor {
+impl<'de> Visitor<'de> for EnvelopeVisitor<'_> {
     type Value = Result<String, String>;
 
     fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -556,48 +566,51 @@ impl<'de> Visitor<'de> for EnvelopeVisitor {
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
         let mut action: Option<Result<String, String>> = None;
         while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
-            if key == "action" {
+            if key == self.field {
                 if action.is_some() {
-                    return Err(de::Error::custom("duplicate `action` field"));
+                    return Err(de::Error::custom(format!(
+                        "duplicate `{}` field",
+                        self.field
+                    )));
                 }
                 let value: serde_json::Value = map.next_value()?;
                 action = Some(match value {
                     serde_json::Value::String(s) => Ok(s),
-                    _ => Err("`action` must be a string".to_owned()),
+                    _ => Err(format!("`{}` must be a string", self.field)),
                 });
             } else {
                 map.next_value::<IgnoredAny>()?;
             }
         }
-        Ok(action.unwrap_or_else(|| Err("missing `action`".to_owned())))
+        Ok(action.unwrap_or_else(|| Err(format!("missing `{}`", self.field))))
     }
 
     fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
         while seq.next_element::<IgnoredAny>()?.is_some() {}
-        Ok(Err(not_object()))
+        Ok(Err(not_object(self.field)))
     }
     fn visit_str<E: de::Error>(self, _: &str) -> Result<Self::Value, E> {
-        Ok(Err(not_object()))
+        Ok(Err(not_object(self.field)))
     }
     fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
-        Ok(Err(not_object()))
+        Ok(Err(not_object(self.field)))
     }
     fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> {
-        Ok(Err(not_object()))
+        Ok(Err(not_object(self.field)))
     }
     fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self::Value, E> {
-        Ok(Err(not_object()))
+        Ok(Err(not_object(self.field)))
     }
     fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
-        Ok(Err(not_object()))
+        Ok(Err(not_object(self.field)))
     }
     fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
-        Ok(Err(not_object()))
+        Ok(Err(not_object(self.field)))
     }
 }
 
-fn not_object() -> String {
-    "message must be a JSON object with an `action`".into()
+fn not_object(field: &str) -> String {
+    format!("message must be a JSON object with an `{field}`")
 }
 
 #[cfg(test)]
@@ -606,25 +619,53 @@ mod tests {
 
     #[test]
     fn envelope_reads_only_the_action() {
-        assert_eq!(envelope(r#"{"action":"send","to":"x"}"#), Ok("send".into()));
         assert_eq!(
-            envelope(r#"{"to":{"deep":[1,2]},"action":"a"}"#),
+            envelope(r#"{"action":"send","to":"x"}"#, "action"),
+            Ok("send".into())
+        );
+        assert_eq!(
+            envelope(r#"{"to":{"deep":[1,2]},"action":"a"}"#, "action"),
             Ok("a".into())
         );
         assert_eq!(
-            envelope(r#"{"action":5}"#),
+            envelope(r#"{"action":5}"#, "action"),
             Err("`action` must be a string".into())
         );
-        assert_eq!(envelope(r#"{"x":1}"#), Err("missing `action`".into()));
-        assert!(envelope("[1,2]").unwrap_err().contains("JSON object"));
-        assert!(envelope("\"hi\"").unwrap_err().contains("JSON object"));
-        assert!(envelope("{nope").unwrap_err().contains("not valid JSON"));
-        assert!(envelope("{} x").unwrap_err().contains("not valid JSON"));
+        assert_eq!(
+            envelope(r#"{"x":1}"#, "action"),
+            Err("missing `action`".into())
+        );
         assert!(
-            envelope(r#"{"action":"a","action":"b"}"#)
+            envelope("[1,2]", "action")
+                .unwrap_err()
+                .contains("JSON object")
+        );
+        assert!(
+            envelope("\"hi\"", "action")
+                .unwrap_err()
+                .contains("JSON object")
+        );
+        assert!(
+            envelope("{nope", "action")
+                .unwrap_err()
+                .contains("not valid JSON")
+        );
+        assert!(
+            envelope("{} x", "action")
+                .unwrap_err()
+                .contains("not valid JSON")
+        );
+        assert!(
+            envelope(r#"{"action":"a","action":"b"}"#, "action")
                 .unwrap_err()
                 .contains("duplicate")
         );
-        assert!(envelope("").unwrap_err().contains("empty"));
+        assert!(envelope("", "action").unwrap_err().contains("empty"));
+        // `$request.body.type`
+        assert_eq!(envelope(r#"{"type":"send"}"#, "type"), Ok("send".into()));
+        assert_eq!(
+            envelope(r#"{"action":"send"}"#, "type"),
+            Err("missing `type`".into())
+        );
     }
 }

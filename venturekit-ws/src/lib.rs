@@ -39,6 +39,7 @@ pub mod clock;
 pub mod config;
 pub mod ctx;
 pub mod delivery;
+pub mod deploy;
 pub mod dispatch;
 mod error;
 pub mod event;

@@ -78,7 +78,14 @@ pub async fn send(ctx: Ctx, msg: Send) -> Result<Delivered, WsError> {
     })
 }
 
-/// The chat app with its actions registered, configured from the environment.
+/// The chat app with its actions registered, configured from the environment and from
+/// `venturekit.toml` (embedded, so Lambda and the local server read the same settings).
 pub fn app() -> Result<App, venturekit_ws::Error> {
-    Ok(App::from_env()?.actions(actions![broadcast, send]))
+    App::from_env()?
+        .name("chat")
+        .actions(actions![broadcast, send])
+        .deploy_config(
+            "examples/chat/venturekit.toml",
+            include_str!("../venturekit.toml"),
+        )
 }

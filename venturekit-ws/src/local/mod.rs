@@ -103,7 +103,40 @@ impl Delivery for LocalDelivery {
     }
 }
 
+/// API Gateway's stage throttling: a token bucket shared by all connections.
+struct Bucket {
+    rate: f64,
+    burst: f64,
+    tokens: f64,
+    last: Instant,
+}
+
+impl Bucket {
+    fn new(rate: u32, burst: u32) -> Self {
+        Bucket {
+            rate: f64::from(rate),
+            burst: f64::from(burst),
+            tokens: f64::from(burst),
+            last: Instant::now(),
+        }
+    }
+
+    fn take(&mut self) -> bool {
+        let now = Instant::now();
+        let refill = now.duration_since(self.last).as_secs_f64() * self.rate;
+        self.tokens = (self.tokens + refill).min(self.burst);
+        self.last = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
 struct Shared {
+    throttle: Option<Mutex<Bucket>>,
     dispatcher: Arc<Dispatcher>,
     registry: Arc<Registry>,
     delivery: Arc<dyn Delivery>,
@@ -113,6 +146,13 @@ struct Shared {
 }
 
 impl Shared {
+    fn admit(&self) -> bool {
+        match &self.throttle {
+            Some(bucket) => bucket.lock().unwrap_or_else(|p| p.into_inner()).take(),
+            None => true,
+        }
+    }
+
     fn connections(&self) -> Connections {
         self.dispatcher.connections(self.delivery.clone())
     }
@@ -148,6 +188,9 @@ impl LocalServer {
         let local = listener.local_addr()?;
         let registry = Arc::new(Registry::default());
         let shared = Arc::new(Shared {
+            throttle: config
+                .stage_throttle
+                .map(|(rate, burst)| Mutex::new(Bucket::new(rate, burst))),
             dispatcher: Arc::new(dispatcher),
             delivery: Arc::new(LocalDelivery {
                 registry: registry.clone(),
@@ -366,6 +409,16 @@ async fn run_connection(shared: Arc<Shared>, socket: WebSocket, info: PeerInfo) 
                     }
                     idle_deadline = Instant::now() + shared.idle_timeout;
                     last_active.store(now_ms(), std::sync::atomic::Ordering::Relaxed);
+                    if !shared.admit() {
+                        // What API Gateway answers when the stage throttles a message.
+                        let reply = serde_json::json!({
+                            "message": "Too Many Requests",
+                            "connectionId": id,
+                            "requestId": format!("{id}-{}", now_ms()),
+                        });
+                        let _ = tx.send(Outbound::Text(reply.to_string()));
+                        continue;
+                    }
                     let event = shared.events.message(&id, info.connected_at, text.as_str());
                     shared.dispatcher.handle(&event, shared.delivery.clone()).await;
                 }

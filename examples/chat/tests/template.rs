@@ -1,0 +1,173 @@
+//! The generated deployment templates: committed, never stale, valid for `cfn-lint`, and
+//! shaped as DESIGN.md requires (routes, table, TTL, IAM scoping, throttling).
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use serde_json::{Value, json};
+use std::path::PathBuf;
+
+const CODE_URI: &str = "../../../target/lambda/arm64/chat/";
+
+fn committed(env: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(format!("deploy/{env}.yaml"))
+}
+
+#[test]
+fn committed_templates_are_up_to_date() {
+    let app = chat::app().unwrap();
+    for env in ["dev", "prod"] {
+        let generated = app.template(env, CODE_URI).unwrap();
+        let on_disk = std::fs::read_to_string(committed(env)).unwrap_or_default();
+        assert!(
+            generated == on_disk,
+            "examples/chat/deploy/{env}.yaml is stale: regenerate with\n  cargo run -p chat -- template --env {env} --out examples/chat/deploy/{env}.yaml"
+        );
+    }
+}
+
+fn resources_of_type<'a>(template: &'a Value, kind: &str) -> Vec<(&'a String, &'a Value)> {
+    template["Resources"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .filter(|(_, r)| r["Type"] == kind)
+        .collect()
+}
+
+#[test]
+fn template_structure() {
+    let t = chat::app()
+        .unwrap()
+        .template_value("prod", CODE_URI)
+        .unwrap();
+    // Three routes on one integration to one function.
+    let mut routes: Vec<&str> = resources_of_type(&t, "AWS::ApiGatewayV2::Route")
+        .iter()
+        .map(|(_, r)| r["Properties"]["RouteKey"].as_str().unwrap())
+        .collect();
+    routes.sort();
+    assert_eq!(routes, ["$connect", "$default", "$disconnect"]);
+    assert_eq!(resources_of_type(&t, "AWS::Serverless::Function").len(), 1);
+    assert_eq!(
+        resources_of_type(&t, "AWS::ApiGatewayV2::Integration").len(),
+        1
+    );
+    let api = &t["Resources"]["WebSocketApi"]["Properties"];
+    assert_eq!(api["ProtocolType"], "WEBSOCKET");
+    assert_eq!(api["RouteSelectionExpression"], "$request.body.action");
+
+    // The table of DESIGN.md 5.1.
+    let table = &t["Resources"]["ConnectionsTable"]["Properties"];
+    assert_eq!(table["BillingMode"], "PAY_PER_REQUEST");
+    assert_eq!(
+        table["KeySchema"],
+        json!([{"AttributeName": "connectionId", "KeyType": "HASH"}])
+    );
+    assert_eq!(
+        table["TimeToLiveSpecification"],
+        json!({"AttributeName": "ttl", "Enabled": true})
+    );
+    let indexes: Vec<(&str, &str)> = table["GlobalSecondaryIndexes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| {
+            (
+                i["IndexName"].as_str().unwrap(),
+                i["KeySchema"][0]["AttributeName"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        indexes,
+        [("userId-index", "userId"), ("tenantId-index", "tenantId")]
+    );
+
+    // Function: provided.al2023 on arm64 from the cargo lambda output, the sweeper schedule.
+    let f = &t["Resources"]["Function"]["Properties"];
+    assert_eq!(f["Runtime"], "provided.al2023");
+    assert_eq!(f["Architectures"], json!(["arm64"]));
+    assert_eq!(f["Handler"], "bootstrap");
+    assert_eq!(f["CodeUri"], CODE_URI);
+    assert_eq!(f["MemorySize"], 512);
+    assert_eq!(f["Events"]["Sweeper"]["Type"], "Schedule");
+    let vars = &f["Environment"]["Variables"];
+    assert_eq!(vars["VK_WS_TABLE"], json!({"Ref": "ConnectionsTable"}));
+    assert_eq!(
+        vars["VK_WS_JWT_SECRET"],
+        json!({"Ref": "JwtSecret"}),
+        "secrets come from parameters"
+    );
+    assert_eq!(t["Parameters"]["JwtSecret"]["NoEcho"], true);
+
+    // Least privilege: this table and its indexes; this API's stage.
+    let statements = f["Policies"][0]["Statement"].as_array().unwrap();
+    let dynamo = &statements[0];
+    assert_eq!(
+        dynamo["Resource"],
+        json!([{"Fn::GetAtt": ["ConnectionsTable", "Arn"]}, {"Fn::Sub": "${ConnectionsTable.Arn}/index/*"}])
+    );
+    assert!(
+        dynamo["Action"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|a| a.as_str().unwrap().starts_with("dynamodb:"))
+    );
+    assert!(!dynamo["Action"].to_string().contains('*'));
+    let manage = &statements[1];
+    assert_eq!(manage["Action"], json!(["execute-api:ManageConnections"]));
+    let arn = manage["Resource"][0]["Fn::Sub"].as_str().unwrap();
+    assert!(arn.contains("${WebSocketApi}/prod/"), "{arn}");
+
+    // Stage throttling and log retention from venturekit.toml.
+    let stage = &t["Resources"]["Stage"]["Properties"];
+    assert_eq!(stage["StageName"], "prod");
+    assert_eq!(stage["DefaultRouteSettings"]["ThrottlingRateLimit"], 1000);
+    assert_eq!(stage["DefaultRouteSettings"]["ThrottlingBurstLimit"], 2000);
+    assert_eq!(
+        t["Resources"]["FunctionLogs"]["Properties"]["RetentionInDays"],
+        30
+    );
+}
+
+fn cfn_lint() -> PathBuf {
+    if let Ok(path) = std::env::var("VK_TEST_CFN_LINT") {
+        return PathBuf::from(path);
+    }
+    let local = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../.venv/bin/cfn-lint");
+    assert!(
+        local.exists(),
+        "cfn-lint is needed: run scripts/test.sh (it installs it into .venv), or `pip install cfn-lint` and set VK_TEST_CFN_LINT"
+    );
+    local
+}
+
+#[test]
+fn cfn_lint_finds_no_errors() {
+    let out = std::process::Command::new(cfn_lint())
+        .arg(committed("dev"))
+        .arg(committed("prod"))
+        .output()
+        .expect("running cfn-lint failed");
+    assert!(
+        out.status.success(),
+        "cfn-lint:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn template_errors_are_precise() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_chat"))
+        .args(["template", "--env", "staging"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("no environment `staging`; defined: `dev`, `prod`"),
+        "{stderr}"
+    );
+}
