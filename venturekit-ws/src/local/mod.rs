@@ -43,6 +43,8 @@ pub const CLOSE_NORMAL: u16 = 1000;
 
 /// Frames larger than this are refused by the socket layer before they are buffered whole.
 const SOCKET_LIMIT: usize = 1024 * 1024;
+/// Read chunk size per connection.
+const READ_BUFFER: usize = 4 * 1024;
 /// How often the sweeper looks for expired connections (the contract asks for < 5 s).
 const SWEEP_EVERY: Duration = Duration::from_secs(1);
 /// How long to wait for the client's close echo after the server closed.
@@ -320,7 +322,10 @@ async fn root(
         source_ip: addr.ip().to_string(),
         user_agent,
     };
-    ws.max_message_size(SOCKET_LIMIT)
+    // Small read chunks: the default 128 KiB per connection dominated memory at 10k
+    // connections (see BENCHMARKS.md); messages still grow the buffer as needed.
+    ws.read_buffer_size(READ_BUFFER)
+        .max_message_size(SOCKET_LIMIT)
         .max_frame_size(SOCKET_LIMIT)
         .on_upgrade(move |socket| run_connection(shared, socket, peer))
 }

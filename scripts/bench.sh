@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Reproduces every figure in BENCHMARKS.md on this machine. Loopback only; every loop is
+# bounded. Usage: scripts/bench.sh [--quick]   (--quick: fewer samples, 2,000 connections)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+quick=${1:-}
+connections=10000
+runs=30
+if [ "$quick" = "--quick" ]; then connections=2000; runs=10; fi
+
+echo "== machine"
+echo "$(nproc) cores, $(free -g | awk '/Mem:/ {print $2}') GiB, $(uname -sr), $(rustc --version)"
+
+cargo build --release -p chat -p venturekit-ws-tests --bins
+
+echo "== cold start and size (release profile of the workspace: lto=thin, codegen-units=1, strip)"
+target/release/vk-coldstart target/release/chat "$runs"
+if [ -x target/lambda/x86_64/chat/bootstrap ]; then
+  echo "-- cargo lambda build output:"
+  target/release/vk-coldstart target/lambda/x86_64/chat/bootstrap "$runs"
+fi
+
+echo "== criterion: dispatch and auth"
+cargo bench -p venturekit-ws-tests --bench dispatch --bench auth -- --noplot 2>&1 | grep -E "^[a-z_]+/|time:|thrpt:" || true
+
+echo "== criterion: fan-out through the management API client (loopback HTTP server)"
+cargo bench -p venturekit-ws-tests --bench fanout -- --noplot 2>&1 | grep -E "^[a-z_]+/|time:|thrpt:" || true
+
+echo "== local server scale: $connections connections"
+ulimit -n "$(ulimit -Hn)"
+port=39001
+VK_WS_ENV=bench VK_WS_JWT_SECRET=bench-secret VK_WS_LISTEN=127.0.0.1:$port RUST_LOG=warn \
+  target/release/chat >/dev/null 2>&1 &
+server=$!
+trap 'kill $server 2>/dev/null || true' EXIT
+for _ in $(seq 1 100); do
+  (exec 3<>/dev/tcp/127.0.0.1/$port) 2>/dev/null && break
+  sleep 0.1
+done
+VK_WS_JWT_SECRET=bench-secret target/release/vk-loadtest "ws://127.0.0.1:$port" "$server" "$connections"

@@ -1,0 +1,142 @@
+//! Dispatch: a raw API Gateway `$default` event for a small `send` → auth guard (in-memory
+//! store) → typed deserialization → the chat handler → serialized reply, next to the same
+//! work written by hand with `serde_json::Value` and a `match` over the same store and
+//! delivery (what a user would write without the framework).
+//!
+//! `cargo bench -p venturekit-ws-tests --bench dispatch`
+
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use serde_json::{Value, json};
+use std::hint::black_box;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use venturekit_ws::clock::now_secs;
+use venturekit_ws::event::{EventBuilder, WebSocketEvent};
+use venturekit_ws::{
+    Connection, ConnectionStore, Delivery, DeliveryError, Identity, MemoryStore, Mode,
+};
+use venturekit_ws_tests::{chat_app, config};
+
+#[derive(Default)]
+struct Null(AtomicUsize);
+
+#[async_trait::async_trait]
+impl Delivery for Null {
+    async fn post(&self, _: &str, payload: &str) -> Result<(), DeliveryError> {
+        self.0.fetch_add(payload.len(), Ordering::Relaxed);
+        Ok(())
+    }
+    async fn close(&self, _: &str) -> Result<(), DeliveryError> {
+        Ok(())
+    }
+}
+
+async fn seed(store: &MemoryStore) {
+    for (id, user) in [("alice=", "alice"), ("bob1=", "bob"), ("bob2=", "bob")] {
+        store
+            .save(&Connection::unauthenticated(id, 1, now_secs() + 3600))
+            .await
+            .unwrap();
+        let identity = Identity {
+            user_id: user.into(),
+            tenant_id: Some("acme".into()),
+            email: None,
+        };
+        store
+            .authenticate(id, &identity, now_secs() + 3600)
+            .await
+            .unwrap();
+    }
+}
+
+/// The hand-written equivalent: parse, match, check the record, fan out, reply.
+async fn by_hand(raw: &str, store: &MemoryStore, delivery: &Null) {
+    let event: Value = serde_json::from_str(raw).unwrap();
+    let id = event["requestContext"]["connectionId"]
+        .as_str()
+        .unwrap_or_default();
+    let body = event["body"].as_str().unwrap_or_default();
+    let message: Value = match serde_json::from_str(body) {
+        Ok(v) => v,
+        Err(_) => return,
+    };
+    match message["action"].as_str() {
+        Some("send") => {
+            let Some(me) = store.get(id).await.unwrap() else {
+                return;
+            };
+            if !me.authenticated {
+                return;
+            }
+            let (Some(to), Some(data)) = (message["to"].as_str(), message.get("data")) else {
+                return;
+            };
+            let out = json!({"action": "message", "from": me.user_id, "data": data}).to_string();
+            let mut delivered = 0;
+            for c in store.get_by_user(to).await.unwrap() {
+                if c.authenticated && c.tenant_id == me.tenant_id {
+                    delivery.post(&c.connection_id, &out).await.unwrap();
+                    delivered += 1;
+                }
+            }
+            let reply = json!({"action": "send", "delivered": delivered}).to_string();
+            delivery.post(id, &reply).await.unwrap();
+        }
+        other => {
+            let reply = json!({"action": "error", "requestAction": other,
+                "error": {"code": "unknown_action", "message": "unknown action"}});
+            delivery.post(id, &reply.to_string()).await.unwrap();
+        }
+    }
+}
+
+fn bench(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let store = Arc::new(MemoryStore::new());
+    rt.block_on(seed(&store));
+    let mut config = config();
+    config.rate_limit_per_sec = 0; // measure dispatch, not the limiter's window
+    let dispatcher = chat_app(config)
+        .store(store.clone())
+        .dispatcher(Mode::Local)
+        .unwrap();
+    let delivery = Arc::new(Null::default());
+    let event =
+        EventBuilder::default().message("alice=", 1, r#"{"action":"send","to":"bob","data":"hi"}"#);
+    let raw = serde_json::to_string(&event).unwrap();
+
+    let mut group = c.benchmark_group("dispatch_send");
+    group.bench_function("framework", |b| {
+        b.iter(|| {
+            let event: WebSocketEvent = serde_json::from_str(black_box(&raw)).unwrap();
+            let delivery: Arc<dyn Delivery> = delivery.clone();
+            rt.block_on(dispatcher.handle(&event, delivery))
+        })
+    });
+    group.bench_function("hand_written", |b| {
+        b.iter(|| rt.block_on(by_hand(black_box(&raw), &store, &delivery)))
+    });
+    let ping = serde_json::to_string(&EventBuilder::default().message(
+        "alice=",
+        1,
+        r#"{"action":"ping"}"#,
+    ))
+    .unwrap();
+    group.bench_function("framework_ping", |b| {
+        b.iter(|| {
+            let event: WebSocketEvent = serde_json::from_str(black_box(&ping)).unwrap();
+            let delivery: Arc<dyn Delivery> = delivery.clone();
+            rt.block_on(dispatcher.handle(&event, delivery))
+        })
+    });
+    group.finish();
+    assert!(delivery.0.load(Ordering::Relaxed) > 0);
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);

@@ -1,0 +1,128 @@
+//! Local server scale: open N concurrent WebSocket connections, authenticate them all,
+//! broadcast once to all, and report connect rate, auth time, broadcast completion time and
+//! the server's memory per connection. Only loopback; bounded in count and time.
+//!
+//! `vk-loadtest <ws://127.0.0.1:PORT> <server pid> [connections]` — see scripts/bench.sh.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::print_stdout,
+    missing_docs
+)]
+
+use futures_util::{SinkExt, StreamExt};
+use std::time::{Duration, Instant};
+use tokio_tungstenite::tungstenite::Message;
+
+fn rss_kb(pid: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap()
+}
+
+#[tokio::main]
+async fn main() {
+    let mut args = std::env::args().skip(1);
+    let url = args
+        .next()
+        .expect("usage: vk-loadtest <ws url> <server pid> [connections]");
+    assert!(
+        url.starts_with("ws://127.") || url.starts_with("ws://localhost"),
+        "loopback only"
+    );
+    let pid = args.next().expect("server pid");
+    let n: usize = args.next().map(|v| v.parse().unwrap()).unwrap_or(10_000);
+    let secret = std::env::var("VK_WS_JWT_SECRET").expect("VK_WS_JWT_SECRET");
+    let deadline = Instant::now() + Duration::from_secs(300);
+
+    let rss_before = rss_kb(&pid);
+    let started = Instant::now();
+    let mut sockets = Vec::with_capacity(n);
+    let batch = 250;
+    for chunk in (0..n).collect::<Vec<_>>().chunks(batch) {
+        let connects = chunk
+            .iter()
+            .map(|_| tokio_tungstenite::connect_async(url.as_str()));
+        for result in futures_util::future::join_all(connects).await {
+            sockets.push(result.expect("connect failed").0);
+        }
+        assert!(Instant::now() < deadline, "took too long");
+    }
+    let connect_time = started.elapsed();
+    let rss_connected = rss_kb(&pid);
+
+    // Authenticate every connection (one token per user).
+    let auth_started = Instant::now();
+    let (sinks, mut streams): (Vec<_>, Vec<_>) = sockets.into_iter().map(|s| s.split()).unzip();
+    let mut sinks = sinks;
+    let sends = sinks.iter_mut().enumerate().map(|(i, sink)| {
+        let spec = venturekit_ws::auth::DevToken {
+            sub: format!("user{i}"),
+            tenants: vec![],
+            email: None,
+            ttl_secs: 3600,
+        };
+        let token = venturekit_ws::auth::mint_dev_token(
+            secret.as_bytes(),
+            &spec,
+            &venturekit_ws::Config::default(),
+        )
+        .unwrap();
+        async move {
+            sink.send(Message::text(
+                serde_json::json!({"action": "auth", "token": token}).to_string(),
+            ))
+            .await
+            .unwrap();
+        }
+    });
+    futures_util::future::join_all(sends).await;
+    let replies = streams.iter_mut().map(|s| async move {
+        let msg = tokio::time::timeout(Duration::from_secs(120), s.next())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        assert!(msg.to_text().unwrap().contains("\"success\":true"), "{msg}");
+    });
+    futures_util::future::join_all(replies).await;
+    let auth_time = auth_started.elapsed();
+    let rss_authed = rss_kb(&pid);
+
+    // One broadcast to everyone; done when the last connection has it.
+    let broadcast_started = Instant::now();
+    sinks[0]
+        .send(Message::text(r#"{"action":"broadcast","data":"load"}"#))
+        .await
+        .unwrap();
+    let receipts = streams.iter_mut().map(|s| async move {
+        let msg = tokio::time::timeout(Duration::from_secs(120), s.next())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        assert!(
+            msg.to_text().unwrap().contains("\"data\":\"load\""),
+            "{msg}"
+        );
+    });
+    futures_util::future::join_all(receipts).await;
+    let broadcast_time = broadcast_started.elapsed();
+
+    println!(
+        "{n} connections: connect {:.2} s ({:.0}/s); auth all {:.2} s; broadcast to all delivered in {:.0} ms; server RSS {} MB -> {} MB ({:.1} KB per authenticated connection)",
+        connect_time.as_secs_f64(),
+        n as f64 / connect_time.as_secs_f64(),
+        auth_time.as_secs_f64(),
+        broadcast_time.as_secs_f64() * 1000.0,
+        rss_before / 1024,
+        rss_authed / 1024,
+        (rss_authed.saturating_sub(rss_before)) as f64 / n as f64,
+    );
+    let _ = rss_connected;
+}
