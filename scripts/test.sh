@@ -22,7 +22,7 @@ export VK_TEST_MOTO_ENDPOINT
 export VK_TEST_CFN_LINT="$PWD/.venv/bin/cfn-lint"
 echo "moto: $VK_TEST_MOTO_ENDPOINT" >&2
 status=0
-cargo test --workspace "$@" 2>&1 | tee "$log" || status=$?
+cargo test --workspace --no-fail-fast "$@" 2>&1 | tee "$log" || status=$?
 # One closing line with the totals of every test binary and doctest run.
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($i ~ /^passed;?$/) p += $(i-1); if ($i ~ /^failed;?$/) f += $(i-1) } }
      END { printf "tests: %d passed, %d failed\n", p, f }' "$log"

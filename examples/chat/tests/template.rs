@@ -167,7 +167,7 @@ fn template_errors_are_precise() {
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
-        stderr.contains("no environment `staging`; defined: `dev`, `prod`"),
+        stderr.contains("no environment `staging`; defined: `bench`, `dev`, `prod`"),
         "{stderr}"
     );
 }
