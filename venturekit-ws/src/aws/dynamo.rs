@@ -35,8 +35,27 @@ pub struct DynamoStore {
     page_size: Option<i32>,
 }
 
-fn backend<E: std::fmt::Display>(context: &'static str) -> impl FnOnce(E) -> StoreError {
-    move |e| StoreError::Backend(format!("{context}: {e}"))
+/// Maps any SDK error (with its full cause chain) to a store error with context.
+fn backend<E: std::error::Error>(context: impl std::fmt::Display) -> impl FnOnce(E) -> StoreError {
+    move |e| {
+        StoreError::Backend(format!(
+            "{context}: {}",
+            aws_sdk_dynamodb::error::DisplayErrorContext(e)
+        ))
+    }
+}
+
+/// Whether an `UpdateItem` failed only because its condition did not hold.
+fn condition_failed<R>(
+    err: &aws_sdk_dynamodb::error::SdkError<
+        aws_sdk_dynamodb::operation::update_item::UpdateItemError,
+        R,
+    >,
+) -> bool {
+    matches!(
+        err.as_service_error(),
+        Some(aws_sdk_dynamodb::operation::update_item::UpdateItemError::ConditionalCheckFailedException(_))
+    )
 }
 
 fn s(value: &str) -> AttributeValue {
@@ -145,12 +164,7 @@ impl DynamoStore {
                 .set_limit(self.page_size)
                 .send()
                 .await
-                .map_err(|e| {
-                    StoreError::Backend(format!(
-                        "query {index}: {}",
-                        aws_sdk_dynamodb::error::DisplayErrorContext(e)
-                    ))
-                })?;
+                .map_err(backend(format!("query {index}")))?;
             for item in page.items() {
                 found.push(from_item(item)?);
             }
@@ -182,12 +196,7 @@ impl DynamoStore {
                 if total > 1 {
                     request = request.segment(segment).total_segments(total);
                 }
-                let page = request.send().await.map_err(|e| {
-                    StoreError::Backend(format!(
-                        "scan: {}",
-                        aws_sdk_dynamodb::error::DisplayErrorContext(e)
-                    ))
-                })?;
+                let page = request.send().await.map_err(backend("scan"))?;
                 for item in page.items() {
                     found.push(from_item(item)?);
                 }
@@ -215,12 +224,7 @@ impl ConnectionStore for DynamoStore {
             .set_item(Some(to_item(connection)))
             .send()
             .await
-            .map_err(|e| {
-                StoreError::Backend(format!(
-                    "put: {}",
-                    aws_sdk_dynamodb::error::DisplayErrorContext(e)
-                ))
-            })?;
+            .map_err(backend("put"))?;
         Ok(())
     }
 
@@ -285,9 +289,7 @@ impl ConnectionStore for DynamoStore {
                         _ => StoreError::NotFound,
                     });
                 }
-                Err(backend("update")(
-                    aws_sdk_dynamodb::error::DisplayErrorContext(err),
-                ))
+                Err(backend("update")(err))
             }
         }
     }
@@ -299,12 +301,7 @@ impl ConnectionStore for DynamoStore {
             .key("connectionId", s(connection_id))
             .send()
             .await
-            .map_err(|e| {
-                StoreError::Backend(format!(
-                    "delete: {}",
-                    aws_sdk_dynamodb::error::DisplayErrorContext(e)
-                ))
-            })?;
+            .map_err(backend("delete"))?;
         Ok(())
     }
 
@@ -317,12 +314,7 @@ impl ConnectionStore for DynamoStore {
             .consistent_read(true)
             .send()
             .await
-            .map_err(|e| {
-                StoreError::Backend(format!(
-                    "get: {}",
-                    aws_sdk_dynamodb::error::DisplayErrorContext(e)
-                ))
-            })?;
+            .map_err(backend("get"))?;
         let now = now_secs();
         match output.item() {
             Some(item) => Ok(Some(from_item(item)?).filter(|c| c.is_live(now))),
@@ -351,7 +343,6 @@ impl ConnectionStore for DynamoStore {
         connection_id: &str,
         window_start_ms: i64,
     ) -> Result<u32, StoreError> {
-        use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
         // Same window: one atomic increment. New window: reset (a second write).
         let same_window = self
             .client
@@ -368,13 +359,8 @@ impl ConnectionStore for DynamoStore {
         let output = match same_window {
             Ok(output) => output,
             Err(err) => {
-                if !matches!(
-                    err.as_service_error(),
-                    Some(UpdateItemError::ConditionalCheckFailedException(_))
-                ) {
-                    return Err(backend("count message")(
-                        aws_sdk_dynamodb::error::DisplayErrorContext(err),
-                    ));
+                if !condition_failed(&err) {
+                    return Err(backend("count message")(err));
                 }
                 let reset = self
                     .client
@@ -391,18 +377,11 @@ impl ConnectionStore for DynamoStore {
                 match reset {
                     Ok(output) => output,
                     // No record: the guard decides what happens to this connection.
-                    Err(err)
-                        if matches!(
-                            err.as_service_error(),
-                            Some(UpdateItemError::ConditionalCheckFailedException(_))
-                        ) =>
-                    {
+                    Err(err) if condition_failed(&err) => {
                         return Ok(1);
                     }
                     Err(err) => {
-                        return Err(backend("count message")(
-                            aws_sdk_dynamodb::error::DisplayErrorContext(err),
-                        ));
+                        return Err(backend("count message")(err));
                     }
                 }
             }
@@ -411,7 +390,6 @@ impl ConnectionStore for DynamoStore {
     }
 
     async fn count_auth_failure(&self, connection_id: &str) -> Result<u32, StoreError> {
-        use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
         let result = self
             .client
             .update_item()
@@ -425,17 +403,8 @@ impl ConnectionStore for DynamoStore {
             .await;
         match result {
             Ok(output) => Ok(counter(output.attributes(), "authFailures")),
-            Err(err)
-                if matches!(
-                    err.as_service_error(),
-                    Some(UpdateItemError::ConditionalCheckFailedException(_))
-                ) =>
-            {
-                Ok(1)
-            }
-            Err(err) => Err(backend("count auth failure")(
-                aws_sdk_dynamodb::error::DisplayErrorContext(err),
-            )),
+            Err(err) if condition_failed(&err) => Ok(1),
+            Err(err) => Err(backend("count auth failure")(err)),
         }
     }
 }
@@ -488,12 +457,7 @@ pub async fn create_table(client: &Client, table: &str) -> Result<(), StoreError
         .global_secondary_indexes(index(TENANT_INDEX, "tenantId")?)
         .send()
         .await
-        .map_err(|e| {
-            StoreError::Backend(format!(
-                "create table: {}",
-                aws_sdk_dynamodb::error::DisplayErrorContext(e)
-            ))
-        })?;
+        .map_err(backend("create table"))?;
     client
         .update_time_to_live()
         .table_name(table)
@@ -506,12 +470,7 @@ pub async fn create_table(client: &Client, table: &str) -> Result<(), StoreError
         )
         .send()
         .await
-        .map_err(|e| {
-            StoreError::Backend(format!(
-                "enable TTL: {}",
-                aws_sdk_dynamodb::error::DisplayErrorContext(e)
-            ))
-        })?;
+        .map_err(backend("enable TTL"))?;
     Ok(())
 }
 
