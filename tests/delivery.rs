@@ -294,10 +294,13 @@ async fn a_scheduled_sweep_without_an_endpoint_still_removes_expired_records() {
     );
     let api = ManagementApi::new(&sdk_config(), &Config::default());
     let event = json!({"source": "aws.events", "detail-type": "Scheduled Event", "detail": {}});
-    let result = venturekit_ws::lambda::handle(&dispatcher, &api, event)
+    let result = venturekit_ws::lambda::handle(&dispatcher, &api, &event.to_string())
         .await
         .unwrap();
-    assert_eq!(result, json!({"expired": 1, "closed": 0}));
+    assert_eq!(
+        serde_json::to_value(result).unwrap(),
+        json!({"expired": 1, "closed": 0})
+    );
     assert!(rig.store.list_expired().await.unwrap().is_empty());
     assert!(rig.store.get("fresh=").await.unwrap().is_some());
     assert!(rig.server.calls().is_empty());

@@ -9,7 +9,7 @@ use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use venturekit_ws::auth::Identity;
 use venturekit_ws::clock::now_secs;
-use venturekit_ws::event::WebSocketEvent;
+use venturekit_ws::lambda::Invocation;
 use venturekit_ws::{
     Connection, ConnectionStore, Delivery, DeliveryError, Dispatcher, MemoryStore, Mode,
 };
@@ -73,8 +73,11 @@ fn harness() -> Harness {
 }
 
 impl Harness {
+    /// Feeds the event as Lambda does: JSON text, read by [`Invocation::parse`].
     async fn handle(&self, event: &Value) -> i64 {
-        let event: WebSocketEvent = serde_json::from_value(event.clone()).unwrap();
+        let Invocation::WebSocket(event) = Invocation::parse(&event.to_string()).unwrap() else {
+            panic!("not read as a WebSocket event")
+        };
         self.dispatcher
             .handle(&event, self.delivery.clone())
             .await
@@ -356,4 +359,36 @@ fn duplicate_and_reserved_names_fail_at_app_construction() {
         .dispatcher(Mode::Local)
         .unwrap_err();
     assert!(err.to_string().contains("`auth`"), "{err}");
+}
+
+#[test]
+fn invocation_payloads_are_told_apart() {
+    for name in [
+        "example-apigw-websocket-request.json",
+        "example-apigw-websocket-request-without-method.json",
+        "example-apigw-websocket-request-disconnect-route.json",
+    ] {
+        let raw = fixture(name).to_string();
+        assert!(
+            matches!(Invocation::parse(&raw), Ok(Invocation::WebSocket(_))),
+            "{name}"
+        );
+    }
+    let scheduled = json!({"version": "0", "id": "x", "detail-type": "Scheduled Event",
+        "source": "aws.events", "account": "1", "time": "2026-11-27T00:00:00Z",
+        "region": "us-east-1", "resources": [], "detail": {}});
+    assert!(matches!(
+        Invocation::parse(&scheduled.to_string()),
+        Ok(Invocation::Scheduled)
+    ));
+    let error = Invocation::parse(r#"{"hello": "world"}"#).unwrap_err();
+    assert!(
+        error.starts_with("not an API Gateway WebSocket event: missing field `requestContext`"),
+        "{error}"
+    );
+    let error = Invocation::parse("{not json").unwrap_err();
+    assert!(
+        error.starts_with("the invocation payload is not JSON"),
+        "{error}"
+    );
 }

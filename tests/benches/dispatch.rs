@@ -1,5 +1,5 @@
-//! Dispatch: a raw API Gateway `$default` event for a small `send` → auth guard (in-memory
-//! store) → typed deserialization → the chat handler → serialized reply, next to the same
+//! Dispatch: a raw API Gateway `$default` event for a small `send`, read as the Lambda adapter
+//! reads it ([`Invocation::parse`]) → auth guard (in-memory store) → typed deserialization → the chat handler → serialized reply, next to the same
 //! work written by hand with `serde_json::Value` and a `match` over the same store and
 //! delivery (what a user would write without the framework).
 //!
@@ -14,6 +14,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use venturekit_ws::clock::now_secs;
 use venturekit_ws::event::{EventBuilder, WebSocketEvent};
+use venturekit_ws::lambda::Invocation;
 use venturekit_ws::{
     Connection, ConnectionStore, Delivery, DeliveryError, Identity, MemoryStore, Mode,
 };
@@ -110,10 +111,22 @@ fn bench(c: &mut Criterion) {
         EventBuilder::default().message("alice=", 1, r#"{"action":"send","to":"bob","data":"hi"}"#);
     let raw = serde_json::to_string(&event).unwrap();
 
+    let parse = |raw: &str| match Invocation::parse(raw) {
+        Ok(Invocation::WebSocket(event)) => event,
+        other => panic!("not a WebSocket event: {other:?}"),
+    };
     let mut group = c.benchmark_group("dispatch_send");
     group.bench_function("framework", |b| {
         b.iter(|| {
-            let event: WebSocketEvent = serde_json::from_str(black_box(&raw)).unwrap();
+            let event = parse(black_box(&raw));
+            let delivery: Arc<dyn Delivery> = delivery.clone();
+            rt.block_on(dispatcher.handle(&event, delivery))
+        })
+    });
+    group.bench_function("framework_via_value_before", |b| {
+        b.iter(|| {
+            let value: Value = serde_json::from_str(black_box(&raw)).unwrap();
+            let event: WebSocketEvent = serde_json::from_value(value).unwrap();
             let delivery: Arc<dyn Delivery> = delivery.clone();
             rt.block_on(dispatcher.handle(&event, delivery))
         })
@@ -129,7 +142,7 @@ fn bench(c: &mut Criterion) {
     .unwrap();
     group.bench_function("framework_ping", |b| {
         b.iter(|| {
-            let event: WebSocketEvent = serde_json::from_str(black_box(&ping)).unwrap();
+            let event = parse(black_box(&ping));
             let delivery: Arc<dyn Delivery> = delivery.clone();
             rt.block_on(dispatcher.handle(&event, delivery))
         })

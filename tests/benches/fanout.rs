@@ -1,43 +1,17 @@
 //! Fan-out: `broadcast` to 1,000 and 10,000 connections through the real management API
 //! client (`aws-sdk-apigatewaymanagement`) against a fast HTTP server on loopback, with the
-//! concurrency bound as a parameter, next to a one-at-a-time loop.
+//! concurrency bound as a parameter, next to a one-at-a-time loop. Peak memory is measured
+//! by `vk-fanout` (one process per case), not here.
 //!
 //! `cargo bench -p venturekit-ws-tests --bench fanout`
 
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
-use axum::Router;
-use axum::http::StatusCode;
-use axum::routing::post;
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use std::sync::Arc;
 use std::time::Duration;
 use venturekit_ws::aws::ManagementApi;
-use venturekit_ws::clock::now_secs;
-use venturekit_ws::{
-    Config, Connection, ConnectionStore, Connections, Delivery, Identity, MemoryStore,
-};
-
-async fn store_with(n: usize) -> Arc<MemoryStore> {
-    let store = Arc::new(MemoryStore::new());
-    for i in 0..n {
-        let id = format!("conn{i:05}=");
-        store
-            .save(&Connection::unauthenticated(&id, 1, now_secs() + 3600))
-            .await
-            .unwrap();
-        let identity = Identity {
-            user_id: format!("u{i}"),
-            tenant_id: None,
-            email: None,
-        };
-        store
-            .authenticate(&id, &identity, now_secs() + 3600)
-            .await
-            .unwrap();
-    }
-    store
-}
+use venturekit_ws::{Config, ConnectionStore, Connections, Delivery};
+use venturekit_ws_tests::fanout::{serve_fast_management_api, store_with};
 
 fn bench(c: &mut Criterion) {
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -45,14 +19,8 @@ fn bench(c: &mut Criterion) {
         .build()
         .unwrap();
     let endpoint = rt.block_on(async {
-        let app = Router::new().route(
-            "/bench/@connections/{id}",
-            post(|| async { StatusCode::OK }),
-        );
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-        format!("http://{addr}/bench")
+        serve_fast_management_api(listener).await
     });
     let sdk = venturekit_ws_tests::aws::sdk_config();
     let config = Config {

@@ -316,3 +316,4 @@ pub fn encode_id(id: &str) -> String {
 }
 
 pub mod aws;
+pub mod fanout;
