@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
 # Reproduces every figure in BENCHMARKS.md on this machine. Loopback only; every loop is
 # bounded. Usage: scripts/bench.sh [--quick]   (--quick: fewer samples, 2,000 connections)
+# Another implementation can be measured with the same tools for a side-by-side figure:
+#   target/release/vk-coldstart --runs 30 [--env K=V ...] -- <command> [args ...]
+#   target/release/vk-loadtest ws://127.0.0.1:PORT <server pid> 10000
 set -euo pipefail
 cd "$(dirname "$0")/.."
 quick=${1:-}
@@ -13,18 +16,19 @@ echo "$(nproc) cores, $(free -g | awk '/Mem:/ {print $2}') GiB, $(uname -sr), $(
 
 cargo build --release -p chat -p venturekit-ws-tests --bins
 
-echo "== cold start and size (release profile of the workspace: lto=thin, codegen-units=1, strip)"
+echo "== cold start and size (release profile of the workspace: opt-level=s, lto=fat, codegen-units=1, strip)"
+# `cargo lambda build --release` uses the same profile; this is the same binary, linked for
+# this machine.
 target/release/vk-coldstart target/release/chat "$runs"
-if [ -x target/lambda/x86_64/chat/bootstrap ]; then
-  echo "-- cargo lambda build output:"
-  target/release/vk-coldstart target/lambda/x86_64/chat/bootstrap "$runs"
-fi
 
 echo "== criterion: dispatch and auth"
 cargo bench -p venturekit-ws-tests --bench dispatch --bench auth -- --noplot 2>&1 | grep -E "^[a-z_]+/|time:|thrpt:" || true
 
 echo "== criterion: fan-out through the management API client (loopback HTTP server)"
 cargo bench -p venturekit-ws-tests --bench fanout -- --noplot 2>&1 | grep -E "^[a-z_]+/|time:|thrpt:" || true
+
+echo "== fan-out rate and peak memory, one process per case"
+target/release/vk-fanout --runs "$(( runs < 10 ? 3 : 5 ))"
 
 echo "== local server scale: $connections connections"
 ulimit -n "$(ulimit -Hn)"

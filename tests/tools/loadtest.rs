@@ -2,7 +2,9 @@
 //! broadcast once to all, and report connect rate, auth time, broadcast completion time and
 //! the server's memory per connection. Only loopback; bounded in count and time.
 //!
-//! `vk-loadtest <ws://127.0.0.1:PORT> <server pid> [connections]` — see scripts/bench.sh.
+//! `vk-loadtest <ws://127.0.0.1:PORT> <server pid> [connections] [broadcasts]` — see
+//! scripts/bench.sh. Broadcasts (default 5) are sent one after another, each timed until the
+//! last connection has it. Any server speaking the same protocol can be measured.
 
 #![allow(
     clippy::unwrap_used,
@@ -37,6 +39,7 @@ async fn main() {
     );
     let pid = args.next().expect("server pid");
     let n: usize = args.next().map(|v| v.parse().unwrap()).unwrap_or(10_000);
+    let rounds: usize = args.next().map(|v| v.parse().unwrap()).unwrap_or(5).max(1);
     let secret = std::env::var("VK_WS_JWT_SECRET").expect("VK_WS_JWT_SECRET");
     let deadline = Instant::now() + Duration::from_secs(300);
 
@@ -94,32 +97,43 @@ async fn main() {
     let auth_time = auth_started.elapsed();
     let rss_authed = rss_kb(&pid);
 
-    // One broadcast to everyone; done when the last connection has it.
-    let broadcast_started = Instant::now();
-    sinks[0]
-        .send(Message::text(r#"{"action":"broadcast","data":"load"}"#))
-        .await
-        .unwrap();
-    let receipts = streams.iter_mut().map(|s| async move {
-        let msg = tokio::time::timeout(Duration::from_secs(120), s.next())
+    // Broadcasts to everyone, one at a time; each done when the last connection has it.
+    let mut broadcast_times = Vec::with_capacity(rounds);
+    for round in 0..rounds {
+        let data = format!("load{round}");
+        let broadcast_started = Instant::now();
+        sinks[0]
+            .send(Message::text(
+                serde_json::json!({"action": "broadcast", "data": data}).to_string(),
+            ))
             .await
-            .unwrap()
-            .unwrap()
             .unwrap();
-        assert!(
-            msg.to_text().unwrap().contains("\"data\":\"load\""),
-            "{msg}"
-        );
-    });
-    futures_util::future::join_all(receipts).await;
-    let broadcast_time = broadcast_started.elapsed();
+        let expected = format!("\"data\":\"{data}\"");
+        let receipts = streams.iter_mut().map(|s| {
+            let expected = expected.as_str();
+            async move {
+                let msg = tokio::time::timeout(Duration::from_secs(120), s.next())
+                    .await
+                    .unwrap()
+                    .unwrap()
+                    .unwrap();
+                assert!(msg.to_text().unwrap().contains(expected), "{msg}");
+            }
+        });
+        futures_util::future::join_all(receipts).await;
+        broadcast_times.push(broadcast_started.elapsed());
+    }
+    broadcast_times.sort();
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
 
     println!(
-        "{n} connections: connect {:.2} s ({:.0}/s); auth all {:.2} s; broadcast to all delivered in {:.0} ms; server RSS {} MB -> {} MB ({:.1} KB per authenticated connection)",
+        "{n} connections: connect {:.2} s ({:.0}/s); auth all {:.2} s; broadcast to all delivered in {:.0} ms median ({:.0}-{:.0} ms, {rounds} broadcasts); server RSS {} MB -> {} MB ({:.1} KB per authenticated connection)",
         connect_time.as_secs_f64(),
         n as f64 / connect_time.as_secs_f64(),
         auth_time.as_secs_f64(),
-        broadcast_time.as_secs_f64() * 1000.0,
+        ms(broadcast_times[rounds / 2]),
+        ms(broadcast_times[0]),
+        ms(broadcast_times[rounds - 1]),
         rss_before / 1024,
         rss_authed / 1024,
         (rss_authed.saturating_sub(rss_before)) as f64 / n as f64,
