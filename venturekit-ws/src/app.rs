@@ -278,7 +278,7 @@ impl App {
     /// the command line (`serve`, the default, or `token`).
     pub async fn run(self) -> Result<(), Error> {
         init_logging();
-        if std::env::var_os("AWS_LAMBDA_RUNTIME_API").is_some() {
+        if std::env::var_os("AWS_LAMBDA_RUNTIME_API").is_some_and(|v| !v.is_empty()) {
             return self.run_lambda().await;
         }
         let cli = Cli::parse();
@@ -488,10 +488,78 @@ fn relative_to(file: &std::path::Path, target: &str) -> Result<String, Error> {
 }
 
 fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+    use tracing_subscriber::Layer;
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    let spec = std::env::var("RUST_LOG").ok();
+    let (filter, refused) = log_filter(spec.as_deref());
+    let _ = tracing_subscriber::registry()
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_writer(std::io::stderr)
+                // No colour codes in CloudWatch or in files, only on a terminal.
+                .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+                .with_filter(filter),
+        )
         .try_init();
+    if let Some(refused) = refused {
+        tracing::warn!("{refused}");
+    }
+}
+
+/// The log filter from `RUST_LOG`: a level (`debug`) and/or `target=level` pairs
+/// (`venturekit_ws=debug,warn`). Unset, empty or unreadable: `info` (and the reason).
+/// EnvFilter's span and field directives are not supported: they would link a regex engine
+/// into every Lambda binary.
+fn log_filter(spec: Option<&str>) -> (tracing_subscriber::filter::Targets, Option<String>) {
+    use tracing_subscriber::filter::{LevelFilter, Targets};
+    let info = || Targets::new().with_default(LevelFilter::INFO);
+    match spec.map(str::trim).filter(|s| !s.is_empty()) {
+        None => (info(), None),
+        Some(spec) => match spec.parse::<Targets>() {
+            Ok(targets) => (targets, None),
+            Err(e) => (
+                info(),
+                Some(format!(
+                    "RUST_LOG={spec:?} ignored ({e}); expected a level or target=level pairs, e.g. `venturekit_ws=debug,info`; logging at info"
+                )),
+            ),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::log_filter;
+    use tracing::Level;
+
+    #[test]
+    fn rust_log_levels_and_targets() {
+        let (filter, refused) = log_filter(None);
+        assert!(refused.is_none());
+        assert!(filter.would_enable("anything", &Level::INFO));
+        assert!(!filter.would_enable("anything", &Level::DEBUG));
+
+        let (filter, refused) = log_filter(Some("venturekit_ws=debug,warn"));
+        assert!(refused.is_none());
+        assert!(filter.would_enable("venturekit_ws::dispatch", &Level::DEBUG));
+        assert!(filter.would_enable("hyper", &Level::WARN));
+        assert!(!filter.would_enable("hyper", &Level::INFO));
+
+        let (filter, refused) = log_filter(Some("  "));
+        assert!(refused.is_none());
+        assert!(filter.would_enable("anything", &Level::INFO));
+    }
+
+    #[test]
+    fn an_unreadable_rust_log_falls_back_to_info_and_says_why() {
+        let (filter, refused) = log_filter(Some("venturekit_ws=loud"));
+        let refused = refused.unwrap_or_default();
+        assert!(
+            refused.contains("RUST_LOG=\"venturekit_ws=loud\" ignored"),
+            "{refused}"
+        );
+        assert!(filter.would_enable("anything", &Level::INFO));
+        assert!(!filter.would_enable("anything", &Level::DEBUG));
+    }
 }
