@@ -32,13 +32,17 @@ target/release/vk-fanout --runs "$(( runs < 10 ? 3 : 5 ))"
 
 echo "== local server scale: $connections connections"
 ulimit -n "$(ulimit -Hn)"
-port=39001
-VK_WS_ENV=bench VK_WS_JWT_SECRET=bench-secret VK_WS_LISTEN=127.0.0.1:$port RUST_LOG=warn \
-  target/release/chat >/dev/null 2>&1 &
+# Port 0: a fixed port can collide with the TIME-WAIT leftovers of an earlier 10,000-connection run.
+log=$(mktemp)
+VK_WS_ENV=bench VK_WS_JWT_SECRET=bench-secret VK_WS_LISTEN=127.0.0.1:0 RUST_LOG=warn \
+  target/release/chat >"$log" 2>&1 &
 server=$!
-trap 'kill $server 2>/dev/null || true' EXIT
+trap 'kill $server 2>/dev/null || true; rm -f "$log"' EXIT
+url=""
 for _ in $(seq 1 100); do
-  (exec 3<>/dev/tcp/127.0.0.1/$port) 2>/dev/null && break
+  url=$(grep -oE 'ws://127\.0\.0\.1:[0-9]+' "$log" | head -1) && [ -n "$url" ] && break
+  kill -0 "$server" 2>/dev/null || { cat "$log" >&2; echo "the chat server exited" >&2; exit 1; }
   sleep 0.1
 done
-VK_WS_JWT_SECRET=bench-secret target/release/vk-loadtest "ws://127.0.0.1:$port" "$server" "$connections"
+[ -n "$url" ] || { cat "$log" >&2; echo "the chat server did not start within 10 s" >&2; exit 1; }
+VK_WS_JWT_SECRET=bench-secret target/release/vk-loadtest "$url" "$server" "$connections"
