@@ -1,0 +1,56 @@
+//! The benchmark tools still work: `scripts/bench.sh` and BENCHMARKS.md depend on them, and a
+//! side-by-side comparison reruns them. Small, loopback-only runs; nothing here is timed.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::process::Command;
+use venturekit_ws_tests::{SECRET, start_chat};
+
+#[test]
+fn vk_fanout_reports_every_case() {
+    let out = Command::new(env!("CARGO_BIN_EXE_vk-fanout"))
+        .args(["--runs", "1", "--concurrency", "1,4", "30"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "vk-fanout failed: {stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rows: Vec<Vec<&str>> = stdout
+        .lines()
+        .map(|l| l.split_whitespace().collect::<Vec<_>>())
+        .filter(|cols| cols.first() == Some(&"30"))
+        .collect();
+    assert_eq!(rows.len(), 2, "one row per concurrency:\n{stdout}");
+    for (row, concurrency) in rows.iter().zip(["1", "4"]) {
+        assert_eq!(row[1], concurrency, "{stdout}");
+        let posts_per_sec: f64 = row[4].parse().unwrap();
+        assert!(posts_per_sec > 0.0, "{stdout}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn vk_loadtest_drives_the_chat_server() {
+    let server = start_chat().await;
+    let url = format!("ws://{}", server.addr);
+    let pid = std::process::id().to_string();
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new(env!("CARGO_BIN_EXE_vk-loadtest"))
+            .args([url.as_str(), pid.as_str(), "25", "2"])
+            .env("VK_WS_JWT_SECRET", SECRET)
+            .output()
+    })
+    .await
+    .unwrap()
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "vk-loadtest failed: {stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.starts_with("25 connections: connect"), "{stdout}");
+    assert!(stdout.contains("2 broadcasts"), "{stdout}");
+}
