@@ -491,7 +491,10 @@ fn init_logging() {
     use tracing_subscriber::Layer;
     use tracing_subscriber::layer::SubscriberExt;
     use tracing_subscriber::util::SubscriberInitExt;
-    let spec = std::env::var("RUST_LOG").ok();
+    let spec = log_spec(
+        std::env::var("RUST_LOG").ok(),
+        std::env::var("AWS_LAMBDA_LOG_LEVEL").ok(),
+    );
     let (filter, refused) = log_filter(spec.as_deref());
     let _ = tracing_subscriber::registry()
         .with(
@@ -505,6 +508,22 @@ fn init_logging() {
     if let Some(refused) = refused {
         tracing::warn!("{refused}");
     }
+}
+
+/// `RUST_LOG` when set; otherwise the level chosen in Lambda's logging configuration
+/// (`AWS_LAMBDA_LOG_LEVEL`: TRACE, DEBUG, INFO, WARN, ERROR or FATAL).
+fn log_spec(rust_log: Option<String>, lambda_level: Option<String>) -> Option<String> {
+    let set = |v: &Option<String>| v.as_deref().is_some_and(|v| !v.trim().is_empty());
+    if set(&rust_log) {
+        return rust_log;
+    }
+    if !set(&lambda_level) {
+        return None;
+    }
+    lambda_level.map(|level| match level.trim().to_ascii_lowercase().as_str() {
+        "fatal" => "error".to_owned(),
+        other => other.to_owned(),
+    })
 }
 
 /// The log filter from `RUST_LOG`: a level (`debug`) and/or `target=level` pairs
@@ -530,7 +549,7 @@ fn log_filter(spec: Option<&str>) -> (tracing_subscriber::filter::Targets, Optio
 
 #[cfg(test)]
 mod tests {
-    use super::log_filter;
+    use super::{log_filter, log_spec};
     use tracing::Level;
 
     #[test]
@@ -549,6 +568,16 @@ mod tests {
         let (filter, refused) = log_filter(Some("  "));
         assert!(refused.is_none());
         assert!(filter.would_enable("anything", &Level::INFO));
+    }
+
+    #[test]
+    fn rust_log_wins_over_the_lambda_log_level() {
+        let some = |s: &str| Some(s.to_owned());
+        assert_eq!(log_spec(some("debug"), some("ERROR")), some("debug"));
+        assert_eq!(log_spec(None, some("WARN")), some("warn"));
+        assert_eq!(log_spec(some(""), some("FATAL")), some("error"));
+        assert_eq!(log_spec(None, None), None);
+        assert_eq!(log_spec(None, some(" ")), None);
     }
 
     #[test]
