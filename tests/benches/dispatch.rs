@@ -1,7 +1,9 @@
 //! Dispatch: a raw API Gateway `$default` event for a small `send`, read as the Lambda adapter
-//! reads it ([`Invocation::parse`]) → auth guard (in-memory store) → typed deserialization → the chat handler → serialized reply, next to the same
-//! work written by hand with `serde_json::Value` and a `match` over the same store and
-//! delivery (what a user would write without the framework).
+//! reads it ([`Invocation::parse`]) → auth guard (in-memory store) → typed deserialization →
+//! the chat handler → serialized reply, next to the same work written by hand with
+//! `serde_json::Value` and a `match` over the same store and delivery (what a user would write
+//! without the framework). `framework_via_value_before` keeps the adapter's former path
+//! (payload → `Value` → event) for comparison; `framework_ping` is the built-in `ping`.
 //!
 //! `cargo bench -p venturekit-ws-tests --bench dispatch`
 
