@@ -62,7 +62,7 @@ async fn a_binary_frame_closes_with_1003() {
 #[tokio::test]
 async fn idle_connections_close_with_1001() {
     let mut config = config();
-    config.idle_timeout = Duration::from_secs(1);
+    config.idle_timeout = Some(Duration::from_secs(1));
     let server = start(chat_app(config)).await;
     let mut c = Client::connect(server.addr).await;
     assert_eq!(c.expect_close().await, Some(1001));

@@ -261,11 +261,13 @@ impl App {
                     env.name
                 )));
             }
-            // Explicit environment variables win over the file.
-            if std::env::var_os("VK_WS_IDLE_TIMEOUT_SEC").is_none() {
-                config.idle_timeout =
-                    std::time::Duration::from_secs(u64::from(env.websocket.idle_timeout_sec));
-            }
+            // An explicit setting (VK_WS_IDLE_TIMEOUT_SEC, or set in code) wins over the file.
+            config.idle_timeout =
+                config
+                    .idle_timeout
+                    .or(Some(std::time::Duration::from_secs(u64::from(
+                        env.websocket.idle_timeout_sec,
+                    ))));
             config.stage_throttle = Some((
                 env.websocket.throttle_rate_limit,
                 env.websocket.throttle_burst_limit,

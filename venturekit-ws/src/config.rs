@@ -77,8 +77,9 @@ pub struct Config {
     pub env: Option<String>,
     /// Stage-wide throttling of the local server (rate, burst), from `venturekit.toml`.
     pub stage_throttle: Option<(u32, u32)>,
-    /// `VK_WS_IDLE_TIMEOUT_SEC` (local server): idle timeout, default 600 (API Gateway's).
-    pub idle_timeout: Duration,
+    /// `VK_WS_IDLE_TIMEOUT_SEC` (local server): idle timeout. Unset: the environment's
+    /// `websocket.idleTimeoutSec` from `venturekit.toml`, else 600 (API Gateway's).
+    pub idle_timeout: Option<Duration>,
     /// `VK_WS_MAX_CONNECTION_SEC` (local server): maximum connection duration, default 7200.
     pub max_connection: Duration,
 }
@@ -108,7 +109,7 @@ impl Default for Config {
             allow_dev_secret: false,
             env: None,
             stage_throttle: None,
-            idle_timeout: Duration::from_secs(600),
+            idle_timeout: None,
             max_connection: Duration::from_secs(7200),
         }
     }
@@ -173,7 +174,7 @@ impl Config {
             config.session_ttl = seconds("VK_WS_SESSION_TTL_SEC", &v, 1, 7 * 24 * 3600)?;
         }
         if let Some(v) = var("VK_WS_IDLE_TIMEOUT_SEC") {
-            config.idle_timeout = seconds("VK_WS_IDLE_TIMEOUT_SEC", &v, 1, 7200)?;
+            config.idle_timeout = Some(seconds("VK_WS_IDLE_TIMEOUT_SEC", &v, 1, 7200)?);
         }
         if let Some(v) = var("VK_WS_MAX_CONNECTION_SEC") {
             config.max_connection = seconds("VK_WS_MAX_CONNECTION_SEC", &v, 1, 7200)?;

@@ -43,6 +43,8 @@ pub const CLOSE_NORMAL: u16 = 1000;
 
 /// Frames larger than this are refused by the socket layer before they are buffered whole.
 const SOCKET_LIMIT: usize = 1024 * 1024;
+/// API Gateway's idle timeout, when neither the configuration nor `venturekit.toml` sets one.
+const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(600);
 /// Read chunk size per connection.
 const READ_BUFFER: usize = 4 * 1024;
 /// How often the sweeper looks for expired connections (the contract asks for < 5 s).
@@ -203,7 +205,7 @@ impl LocalServer {
                 stage: "local".into(),
                 domain_name: local.to_string(),
             },
-            idle_timeout: config.idle_timeout,
+            idle_timeout: config.idle_timeout.unwrap_or(DEFAULT_IDLE_TIMEOUT),
             max_connection: config.max_connection,
         });
         Ok(LocalServer { listener, shared })
