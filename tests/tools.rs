@@ -6,18 +6,27 @@
 use std::process::Command;
 use venturekit_ws_tests::{SECRET, start_chat};
 
-#[test]
-fn vk_fanout_reports_every_case() {
-    let out = Command::new(env!("CARGO_BIN_EXE_vk-fanout"))
-        .args(["--runs", "1", "--concurrency", "1,4", "30"])
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
+/// Runs a tool to the end; its stdout, or a failure showing both of its outputs.
+fn run_ok(command: &mut Command) -> String {
+    let out = command.output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(
         out.status.success(),
-        "vk-fanout failed: {stdout}{}",
+        "{command:?} failed: {stdout}{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    stdout
+}
+
+#[test]
+fn vk_fanout_reports_every_case() {
+    let stdout = run_ok(Command::new(env!("CARGO_BIN_EXE_vk-fanout")).args([
+        "--runs",
+        "1",
+        "--concurrency",
+        "1,4",
+        "30",
+    ]));
     let rows: Vec<Vec<&str>> = stdout
         .lines()
         .map(|l| l.split_whitespace().collect::<Vec<_>>())
@@ -36,21 +45,15 @@ async fn vk_loadtest_drives_the_chat_server() {
     let server = start_chat().await;
     let url = format!("ws://{}", server.addr);
     let pid = std::process::id().to_string();
-    let out = tokio::task::spawn_blocking(move || {
-        Command::new(env!("CARGO_BIN_EXE_vk-loadtest"))
-            .args([url.as_str(), pid.as_str(), "25", "2"])
-            .env("VK_WS_JWT_SECRET", SECRET)
-            .output()
+    let stdout = tokio::task::spawn_blocking(move || {
+        run_ok(
+            Command::new(env!("CARGO_BIN_EXE_vk-loadtest"))
+                .args([url.as_str(), pid.as_str(), "25", "2"])
+                .env("VK_WS_JWT_SECRET", SECRET),
+        )
     })
     .await
-    .unwrap()
     .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "vk-loadtest failed: {stdout}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
     assert!(stdout.starts_with("25 connections: connect"), "{stdout}");
     assert!(stdout.contains("2 broadcasts"), "{stdout}");
 }

@@ -317,3 +317,16 @@ pub fn encode_id(id: &str) -> String {
 
 pub mod aws;
 pub mod fanout;
+
+/// A `kB` field of `/proc/<pid>/status` (`"VmRSS:"`, `"VmHWM:"`; pid `"self"` for this
+/// process). Linux only; used by the benchmark tools.
+pub fn proc_status_kb(pid: &str, field: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_else(|e| panic!("cannot read /proc/{pid}/status: {e}"));
+    status
+        .lines()
+        .find(|l| l.starts_with(field))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no {field} in /proc/{pid}/status"))
+}

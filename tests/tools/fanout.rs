@@ -22,13 +22,7 @@ use venturekit_ws::{Config, Connections};
 use venturekit_ws_tests::fanout::{serve_fast_management_api, store_with};
 
 fn status_kb(field: &str) -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap();
-    status
-        .lines()
-        .find(|l| l.starts_with(field))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| panic!("no {field} in /proc/self/status"))
+    venturekit_ws_tests::proc_status_kb("self", field)
 }
 
 /// `serve`: the management API stand-in; prints its endpoint, then serves until killed.

@@ -1,5 +1,5 @@
 //! Local server scale: open N concurrent WebSocket connections, authenticate them all,
-//! broadcast once to all, and report connect rate, auth time, broadcast completion time and
+//! broadcast to all, and report connect rate, auth time, broadcast completion time and
 //! the server's memory per connection. Only loopback; bounded in count and time.
 //!
 //! `vk-loadtest <ws://127.0.0.1:PORT> <server pid> [connections] [broadcasts]` — see
@@ -18,13 +18,7 @@ use std::time::{Duration, Instant};
 use tokio_tungstenite::tungstenite::Message;
 
 fn rss_kb(pid: &str) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    status
-        .lines()
-        .find(|l| l.starts_with("VmRSS:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse().ok())
-        .unwrap()
+    venturekit_ws_tests::proc_status_kb(pid, "VmRSS:")
 }
 
 #[tokio::main]
@@ -32,7 +26,7 @@ async fn main() {
     let mut args = std::env::args().skip(1);
     let url = args
         .next()
-        .expect("usage: vk-loadtest <ws url> <server pid> [connections]");
+        .expect("usage: vk-loadtest <ws url> <server pid> [connections] [broadcasts]");
     assert!(
         url.starts_with("ws://127.") || url.starts_with("ws://localhost"),
         "loopback only"
@@ -57,7 +51,6 @@ async fn main() {
         assert!(Instant::now() < deadline, "took too long");
     }
     let connect_time = started.elapsed();
-    let rss_connected = rss_kb(&pid);
 
     // Authenticate every connection (one token per user).
     let auth_started = Instant::now();
@@ -138,5 +131,4 @@ async fn main() {
         rss_authed / 1024,
         (rss_authed.saturating_sub(rss_before)) as f64 / n as f64,
     );
-    let _ = rss_connected;
 }

@@ -364,6 +364,21 @@ impl App {
     /// The SAM template of environment `env`, with `code_uri` pointing at the
     /// `cargo lambda build` output.
     pub fn template(&self, env: &str, code_uri: &str) -> Result<String, Error> {
+        let (app, binary, settings) = self.deploy_target(env)?;
+        Ok(crate::deploy::template(&app, &binary, settings, code_uri))
+    }
+
+    /// The template of environment `env` as a JSON value (for inspection and tests).
+    pub fn template_value(&self, env: &str, code_uri: &str) -> Result<serde_json::Value, Error> {
+        let (app, binary, settings) = self.deploy_target(env)?;
+        Ok(crate::deploy::template_value(
+            &app, &binary, settings, code_uri,
+        ))
+    }
+
+    /// What a template of `env` is made from: the app name, the binary name and the
+    /// environment's settings (which must have WebSockets enabled).
+    fn deploy_target(&self, env: &str) -> Result<(String, String, &EnvConfig), Error> {
         let deploy = self.deploy.as_ref().ok_or_else(|| {
             Error::Config("no venturekit.toml registered: call App::deploy_config".into())
         })?;
@@ -376,20 +391,7 @@ impl App {
         }
         let binary = self.binary_name();
         let app = deploy.app_name.clone().unwrap_or_else(|| binary.clone());
-        Ok(crate::deploy::template(&app, &binary, settings, code_uri))
-    }
-
-    /// The template of environment `env` as a JSON value (for inspection and tests).
-    pub fn template_value(&self, env: &str, code_uri: &str) -> Result<serde_json::Value, Error> {
-        let deploy = self.deploy.as_ref().ok_or_else(|| {
-            Error::Config("no venturekit.toml registered: call App::deploy_config".into())
-        })?;
-        let settings = deploy.env(env).map_err(|e| Error::Config(e.to_string()))?;
-        let binary = self.binary_name();
-        let app = deploy.app_name.clone().unwrap_or_else(|| binary.clone());
-        Ok(crate::deploy::template_value(
-            &app, &binary, settings, code_uri,
-        ))
+        Ok((app, binary, settings))
     }
 
     fn write_template(
@@ -398,13 +400,8 @@ impl App {
         out: Option<&std::path::Path>,
         code_uri: Option<String>,
     ) -> Result<(), Error> {
-        let binary = self.binary_name();
-        let arch = self
-            .deploy
-            .as_ref()
-            .and_then(|d| d.envs.get(env))
-            .map(|e| e.lambda.architecture.clone())
-            .unwrap_or_else(|| "arm64".into());
+        let (_, binary, settings) = self.deploy_target(env)?;
+        let arch = settings.lambda.architecture.clone();
         let build_dir = format!("target/lambda/{arch}/{binary}/");
         let code_uri = match (code_uri, out) {
             (Some(uri), _) => uri,
@@ -497,7 +494,7 @@ fn init_logging() {
         std::env::var("RUST_LOG").ok(),
         std::env::var("AWS_LAMBDA_LOG_LEVEL").ok(),
     );
-    let (filter, refused) = log_filter(spec.as_deref());
+    let (filter, refused) = log_filter(spec.as_ref().map(|(var, v)| (*var, v.as_str())));
     let _ = tracing_subscriber::registry()
         .with(
             tracing_subscriber::fmt::layer()
@@ -513,39 +510,61 @@ fn init_logging() {
 }
 
 /// `RUST_LOG` when set; otherwise the level chosen in Lambda's logging configuration
-/// (`AWS_LAMBDA_LOG_LEVEL`: TRACE, DEBUG, INFO, WARN, ERROR or FATAL).
-fn log_spec(rust_log: Option<String>, lambda_level: Option<String>) -> Option<String> {
+/// (`AWS_LAMBDA_LOG_LEVEL`: TRACE, DEBUG, INFO, WARN, ERROR or FATAL). With the variable's
+/// name, for messages.
+fn log_spec(
+    rust_log: Option<String>,
+    lambda_level: Option<String>,
+) -> Option<(&'static str, String)> {
     let set = |v: &Option<String>| v.as_deref().is_some_and(|v| !v.trim().is_empty());
     if set(&rust_log) {
-        return rust_log;
+        return rust_log.map(|v| ("RUST_LOG", v));
     }
     if !set(&lambda_level) {
         return None;
     }
-    lambda_level.map(|level| match level.trim().to_ascii_lowercase().as_str() {
-        "fatal" => "error".to_owned(),
-        other => other.to_owned(),
+    lambda_level.map(|level| {
+        let level = match level.trim().to_ascii_lowercase().as_str() {
+            "fatal" => "error".to_owned(),
+            other => other.to_owned(),
+        };
+        ("AWS_LAMBDA_LOG_LEVEL", level)
     })
 }
 
-/// The log filter from `RUST_LOG`: a level (`debug`) and/or `target=level` pairs
+/// The log filter from `(variable, value)`: a level (`debug`) and/or `target=level` pairs
 /// (`venturekit_ws=debug,warn`). Unset, empty or unreadable: `info` (and the reason).
 /// EnvFilter's span and field directives are not supported: they would link a regex engine
 /// into every Lambda binary.
-fn log_filter(spec: Option<&str>) -> (tracing_subscriber::filter::Targets, Option<String>) {
+fn log_filter(spec: Option<(&str, &str)>) -> (tracing_subscriber::filter::Targets, Option<String>) {
     use tracing_subscriber::filter::{LevelFilter, Targets};
     let info = || Targets::new().with_default(LevelFilter::INFO);
-    match spec.map(str::trim).filter(|s| !s.is_empty()) {
+    match spec
+        .map(|(var, v)| (var, v.trim()))
+        .filter(|(_, v)| !v.is_empty())
+    {
         None => (info(), None),
-        Some(spec) => match spec.parse::<Targets>() {
+        Some((var, spec)) => match parse_log_spec(var, spec) {
             Ok(targets) => (targets, None),
             Err(e) => (
                 info(),
                 Some(format!(
-                    "RUST_LOG={spec:?} ignored ({e}); expected a level or target=level pairs, e.g. `venturekit_ws=debug,info`; logging at info"
+                    "{var}={spec:?} ignored ({e}); expected a level or target=level pairs, e.g. `venturekit_ws=debug,info`; logging at info"
                 )),
             ),
         },
+    }
+}
+
+/// Lambda's log level is a level only; `RUST_LOG` may also name targets.
+fn parse_log_spec(var: &str, spec: &str) -> Result<tracing_subscriber::filter::Targets, String> {
+    use tracing_subscriber::filter::{LevelFilter, Targets};
+    if var == "AWS_LAMBDA_LOG_LEVEL" {
+        spec.parse::<LevelFilter>()
+            .map(|level| Targets::new().with_default(level))
+            .map_err(|e| e.to_string())
+    } else {
+        spec.parse::<Targets>().map_err(|e| e.to_string())
     }
 }
 
@@ -561,13 +580,13 @@ mod tests {
         assert!(filter.would_enable("anything", &Level::INFO));
         assert!(!filter.would_enable("anything", &Level::DEBUG));
 
-        let (filter, refused) = log_filter(Some("venturekit_ws=debug,warn"));
+        let (filter, refused) = log_filter(Some(("RUST_LOG", "venturekit_ws=debug,warn")));
         assert!(refused.is_none());
         assert!(filter.would_enable("venturekit_ws::dispatch", &Level::DEBUG));
         assert!(filter.would_enable("hyper", &Level::WARN));
         assert!(!filter.would_enable("hyper", &Level::INFO));
 
-        let (filter, refused) = log_filter(Some("  "));
+        let (filter, refused) = log_filter(Some(("RUST_LOG", "  ")));
         assert!(refused.is_none());
         assert!(filter.would_enable("anything", &Level::INFO));
     }
@@ -575,16 +594,32 @@ mod tests {
     #[test]
     fn rust_log_wins_over_the_lambda_log_level() {
         let some = |s: &str| Some(s.to_owned());
-        assert_eq!(log_spec(some("debug"), some("ERROR")), some("debug"));
-        assert_eq!(log_spec(None, some("WARN")), some("warn"));
-        assert_eq!(log_spec(some(""), some("FATAL")), some("error"));
+        let from = |var, s: &str| Some((var, s.to_owned()));
+        assert_eq!(
+            log_spec(some("debug"), some("ERROR")),
+            from("RUST_LOG", "debug")
+        );
+        assert_eq!(
+            log_spec(None, some("WARN")),
+            from("AWS_LAMBDA_LOG_LEVEL", "warn")
+        );
+        assert_eq!(
+            log_spec(some(""), some("FATAL")),
+            from("AWS_LAMBDA_LOG_LEVEL", "error")
+        );
         assert_eq!(log_spec(None, None), None);
         assert_eq!(log_spec(None, some(" ")), None);
+        let (_, refused) = log_filter(Some(("AWS_LAMBDA_LOG_LEVEL", "verbose")));
+        assert!(
+            refused
+                .unwrap_or_default()
+                .starts_with("AWS_LAMBDA_LOG_LEVEL=\"verbose\" ignored")
+        );
     }
 
     #[test]
     fn an_unreadable_rust_log_falls_back_to_info_and_says_why() {
-        let (filter, refused) = log_filter(Some("venturekit_ws=loud"));
+        let (filter, refused) = log_filter(Some(("RUST_LOG", "venturekit_ws=loud")));
         let refused = refused.unwrap_or_default();
         assert!(
             refused.contains("RUST_LOG=\"venturekit_ws=loud\" ignored"),

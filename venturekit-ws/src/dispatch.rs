@@ -77,8 +77,9 @@ impl std::fmt::Debug for Dispatcher {
     }
 }
 
-/// What a sweep did.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+/// What a sweep did (serialized as `{"expired":N,"closed":M}`, the scheduled invocation's
+/// result on Lambda).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
 pub struct SweepReport {
     /// Expired records found.
     pub expired: usize,
@@ -635,32 +636,13 @@ mod tests {
             envelope(r#"{"x":1}"#, "action"),
             Err("missing `action`".into())
         );
-        assert!(
-            envelope("[1,2]", "action")
-                .unwrap_err()
-                .contains("JSON object")
-        );
-        assert!(
-            envelope("\"hi\"", "action")
-                .unwrap_err()
-                .contains("JSON object")
-        );
-        assert!(
-            envelope("{nope", "action")
-                .unwrap_err()
-                .contains("not valid JSON")
-        );
-        assert!(
-            envelope("{} x", "action")
-                .unwrap_err()
-                .contains("not valid JSON")
-        );
-        assert!(
-            envelope(r#"{"action":"a","action":"b"}"#, "action")
-                .unwrap_err()
-                .contains("duplicate")
-        );
-        assert!(envelope("", "action").unwrap_err().contains("empty"));
+        let error = |body| envelope(body, "action").unwrap_err();
+        assert!(error("[1,2]").contains("JSON object"));
+        assert!(error("\"hi\"").contains("JSON object"));
+        assert!(error("{nope").contains("not valid JSON"));
+        assert!(error("{} x").contains("not valid JSON"));
+        assert!(error(r#"{"action":"a","action":"b"}"#).contains("duplicate"));
+        assert!(error("").contains("empty"));
         // `$request.body.type`
         assert_eq!(envelope(r#"{"type":"send"}"#, "type"), Ok("send".into()));
         assert_eq!(

@@ -75,12 +75,7 @@ pub enum Output {
     /// The API Gateway integration response (`{"statusCode":200}` and friends).
     Response(WebSocketResponse),
     /// What a scheduled sweep did: `{"expired":N,"closed":M}`.
-    Sweep {
-        /// Expired records found.
-        expired: usize,
-        /// Connections closed.
-        closed: usize,
-    },
+    Sweep(SweepReport),
 }
 
 /// Handles one invocation payload (raw JSON text).
@@ -91,13 +86,7 @@ pub async fn handle(
 ) -> Result<Output, lambda_runtime::Error> {
     let event = match Invocation::parse(payload)? {
         Invocation::WebSocket(event) => event,
-        Invocation::Scheduled => {
-            let report = sweep(dispatcher, api).await?;
-            return Ok(Output::Sweep {
-                expired: report.expired,
-                closed: report.closed,
-            });
-        }
+        Invocation::Scheduled => return Ok(Output::Sweep(sweep(dispatcher, api).await?)),
     };
     let endpoint = RequestInfo::of(&event).and_then(|r| api.endpoint_for(&r));
     let delivery: Arc<dyn Delivery> = match endpoint {
