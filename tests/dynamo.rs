@@ -279,23 +279,30 @@ async fn abuse_counters_live_in_the_record() {
         .save(&Connection::unauthenticated("c=", 1, now + 30))
         .await
         .unwrap();
-    assert_eq!(store.count_message("c=", 1000).await.unwrap(), 1);
-    assert_eq!(store.count_message("c=", 1000).await.unwrap(), 2);
-    assert_eq!(store.count_message("c=", 1000).await.unwrap(), 3);
+    assert_eq!(store.count_message("c=", 1000).await.unwrap(), Some(1));
+    assert_eq!(store.count_message("c=", 1000).await.unwrap(), Some(2));
+    assert_eq!(store.count_message("c=", 1000).await.unwrap(), Some(3));
     assert_eq!(
         store.count_message("c=", 3000).await.unwrap(),
-        1,
+        Some(1),
         "a new window resets"
     );
-    assert_eq!(store.count_auth_failure("c=").await.unwrap(), 1);
-    assert_eq!(store.count_auth_failure("c=").await.unwrap(), 2);
+    assert_eq!(store.count_auth_failure("c=").await.unwrap(), Some(1));
+    assert_eq!(store.count_auth_failure("c=").await.unwrap(), Some(2));
     let item = raw(&client, store.table(), "c=").await.unwrap();
     assert_eq!(item["rateWindow"], AttributeValue::N("3000".into()));
     assert_eq!(item["authFailures"], AttributeValue::N("2".into()));
-    // Counting never creates a record for an unknown connection.
-    assert_eq!(store.count_message("ghost=", 1000).await.unwrap(), 1);
-    assert_eq!(store.count_auth_failure("ghost=").await.unwrap(), 1);
+    // Counting never creates a record for an unknown connection, and says there is none.
+    assert_eq!(store.count_message("ghost=", 1000).await.unwrap(), None);
+    assert_eq!(store.count_auth_failure("ghost=").await.unwrap(), None);
     assert!(raw(&client, store.table(), "ghost=").await.is_none());
+    // An expired record (TTL not yet applied by DynamoDB) counts as none either.
+    store
+        .save(&Connection::unauthenticated("old=", 1, now - 1))
+        .await
+        .unwrap();
+    assert_eq!(store.count_message("old=", 1000).await.unwrap(), None);
+    assert_eq!(store.count_auth_failure("old=").await.unwrap(), None);
     // The record itself still reads the same.
     let row = store.get("c=").await.unwrap().unwrap();
     assert!(!row.authenticated);

@@ -11,12 +11,13 @@ use syn::{LitStr, Path, Token};
 pub(crate) fn expand(input: TokenStream) -> syn::Result<TokenStream> {
     let paths = Punctuated::<Path, Token![,]>::parse_terminated.parse2(input)?;
     let paths: Vec<Path> = paths.into_iter().collect();
+    let resolved: Vec<Path> = paths.iter().map(action_type).collect();
     let private = quote!(::venturekit_ws::__private);
 
     let mut errors: Option<syn::Error> = None;
     let mut asserts = Vec::new();
-    for (i, later) in paths.iter().enumerate() {
-        for earlier in &paths[..i] {
+    for (i, (later, later_ty)) in paths.iter().zip(&resolved).enumerate() {
+        for (earlier, earlier_ty) in paths[..i].iter().zip(&resolved) {
             let (a, b) = (show(earlier), show(later));
             if a == b {
                 let e = syn::Error::new_spanned(
@@ -38,8 +39,8 @@ pub(crate) fn expand(input: TokenStream) -> syn::Result<TokenStream> {
             asserts.push(quote_spanned! {later.span()=>
                 const _: () = ::core::assert!(
                     !#private::str_eq(
-                        <#earlier as #private::Action>::NAME,
-                        <#later as #private::Action>::NAME,
+                        <#earlier_ty as #private::Action>::NAME,
+                        <#later_ty as #private::Action>::NAME,
                     ),
                     #message
                 );
@@ -49,7 +50,7 @@ pub(crate) fn expand(input: TokenStream) -> syn::Result<TokenStream> {
     if let Some(e) = errors {
         return Err(e);
     }
-    let defs = paths
+    let defs = resolved
         .iter()
         .map(|p| quote_spanned!(p.span()=> #private::ActionDef::of::<#p>()));
     Ok(quote! {
@@ -58,6 +59,22 @@ pub(crate) fn expand(input: TokenStream) -> syn::Result<TokenStream> {
             #private::Vec::<#private::ActionDef>::from([#(#defs),*])
         }
     })
+}
+
+/// The `Action` type a listed path names: for a `#[ws_action]` function (a snake_case last
+/// segment) its hidden `__vk_action_<fn>` type; anything else (a hand-written `Action`
+/// type, CamelCase by convention) as written.
+fn action_type(path: &Path) -> Path {
+    let mut path = path.clone();
+    if let Some(last) = path.segments.last_mut() {
+        let name = last.ident.to_string();
+        if name.starts_with(|c: char| c.is_ascii_lowercase() || c == '_') {
+            let mut ident = crate::hidden_ident(&last.ident);
+            ident.set_span(last.ident.span());
+            last.ident = ident;
+        }
+    }
+    path
 }
 
 fn show(path: &Path) -> String {

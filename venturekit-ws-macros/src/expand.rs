@@ -1,5 +1,8 @@
-//! Code generation for `#[ws_action]`: the user's function unchanged, a hidden type of the
-//! same name (type namespace only), and an `Action` impl that adapts the function.
+//! Code generation for `#[ws_action]`: the user's function unchanged, a hidden type named
+//! `__vk_action_<fn>` (so it never collides with a module or type of the function's name),
+//! and an `Action` impl that adapts the function. The function is only reachable through
+//! that type, which only `actions![...]` names: an action defined but never registered
+//! keeps rustc's `dead_code` warning.
 
 use crate::{attr, check};
 use proc_macro2::{Span, TokenStream};
@@ -54,6 +57,7 @@ fn with_item(err: syn::Error, item: TokenStream) -> TokenStream {
 fn generate(func: &ItemFn, args: &attr::ActionArgs) -> TokenStream {
     let vis = &func.vis;
     let ident = &func.sig.ident;
+    let hidden = crate::hidden_ident(ident);
     let name = &args.name;
     let public = args.public;
     let private = quote!(::venturekit_ws::__private);
@@ -93,11 +97,11 @@ fn generate(func: &ItemFn, args: &attr::ActionArgs) -> TokenStream {
 
         #[doc(hidden)]
         #[allow(non_camel_case_types)]
-        #vis struct #ident {}
+        #vis struct #hidden {}
 
         const _: () = {
             #[automatically_derived]
-            impl #private::Action for #ident {
+            impl #private::Action for #hidden {
                 const NAME: &'static str = #name;
                 const PUBLIC: bool = #public;
                 type Message = #message_ty;

@@ -12,6 +12,12 @@ mod expand;
 
 use proc_macro::TokenStream;
 
+/// The hidden type `#[ws_action]` generates for function `ident`, and that `actions![...]`
+/// names for a snake_case path segment.
+pub(crate) fn hidden_ident(ident: &proc_macro2::Ident) -> proc_macro2::Ident {
+    quote::format_ident!("__vk_action_{}", ident)
+}
+
 /// Marks an `async fn` as a WebSocket action: `#[ws_action("name")]` or
 /// `#[ws_action("name", public)]`.
 #[proc_macro_attribute]

@@ -280,6 +280,7 @@ impl App {
     /// the command line (`serve`, the default, or `token`).
     pub async fn run(self) -> Result<(), Error> {
         init_logging();
+        warn_if_panic_aborts();
         if std::env::var_os("AWS_LAMBDA_RUNTIME_API").is_some_and(|v| !v.is_empty()) {
             return self.run_lambda().await;
         }
@@ -484,6 +485,17 @@ fn relative_to(file: &std::path::Path, target: &str) -> Result<String, Error> {
     );
     parts.push(target.to_owned());
     Ok(parts.join("/"))
+}
+
+/// `cargo lambda build --release` adds `panic = "abort"` unless the workspace's
+/// `[profile.release]` sets `panic` itself. Such a binary loses the whole warm Lambda (and
+/// every message in flight) on a handler panic instead of answering `internal`.
+fn warn_if_panic_aborts() {
+    if cfg!(panic = "abort") {
+        tracing::warn!(
+            "this binary was built with panic = \"abort\": a panicking handler kills the process instead of answering `internal`. Add `panic = \"unwind\"` to [profile.release] in the workspace Cargo.toml (cargo lambda build adds \"abort\" when it is not set)"
+        );
+    }
 }
 
 fn init_logging() {

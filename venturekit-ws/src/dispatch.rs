@@ -222,14 +222,29 @@ impl Dispatcher {
             return reply(connections, &id, &frame).await;
         }
         let parsed = envelope(body, &self.selection_field);
-        if self.rate_limited(&id).await {
-            let requested = parsed.as_ref().ok().map(|a| truncate(a, 64));
-            let frame = protocol::error_frame(
-                requested,
-                ErrorCode::RateLimited,
-                "too many messages; slow down",
-            );
-            return reply(connections, &id, &frame).await;
+        match self.rate_check(&id).await {
+            RateCheck::Allowed => {}
+            RateCheck::Limited => {
+                let requested = parsed.as_ref().ok().map(String::as_str);
+                let frame = protocol::error_frame(
+                    requested,
+                    ErrorCode::RateLimited,
+                    "too many messages; slow down",
+                );
+                return reply(connections, &id, &frame).await;
+            }
+            RateCheck::NoRecord => {
+                // The record is gone (swept without a management endpoint, or a close that
+                // failed) but the socket is open: no limit could apply, so it may not talk.
+                let requested = parsed.as_ref().ok().map(String::as_str);
+                let frame = match requested {
+                    // `auth` keeps its own reply shape.
+                    Some("auth") => protocol::auth_failure(ErrorCode::Unauthorized, NO_RECORD),
+                    _ => protocol::error_frame(requested, ErrorCode::Unauthorized, NO_RECORD),
+                };
+                reply(connections, &id, &frame).await;
+                return close(connections, &id).await;
+            }
         }
         let action = match parsed {
             Ok(action) => action,
@@ -247,7 +262,7 @@ impl Dispatcher {
                     let frame = protocol::error_frame(
                         Some(name),
                         ErrorCode::UnknownAction,
-                        &format!("unknown action `{}`", truncate(name, 64)),
+                        &format!("unknown action `{}`", protocol::clip(name, 64)),
                     );
                     reply(connections, &id, &frame).await
                 }
@@ -255,18 +270,20 @@ impl Dispatcher {
         }
     }
 
-    /// Counts the message; `true` when it exceeds the connection's window. Fails open: a
+    /// Counts the message in the connection's rate window. Fails open on a store error: a
     /// counter that cannot be updated never blocks legitimate traffic.
-    async fn rate_limited(&self, id: &str) -> bool {
+    async fn rate_check(&self, id: &str) -> RateCheck {
         if self.limits.burst == 0 {
-            return false;
+            return RateCheck::Allowed;
         }
         let window = now_ms() / self.limits.window_ms * self.limits.window_ms;
         match self.store.count_message(id, window).await {
-            Ok(count) => count > self.limits.burst,
+            Ok(Some(count)) if count > self.limits.burst => RateCheck::Limited,
+            Ok(Some(_)) => RateCheck::Allowed,
+            Ok(None) => RateCheck::NoRecord,
             Err(e) => {
                 tracing::warn!(connection_id = id, error = %e, "rate counter failed; message allowed");
-                false
+                RateCheck::Allowed
             }
         }
     }
@@ -287,12 +304,7 @@ impl Dispatcher {
             match self.guard(&id).await {
                 Ok(record) => Some(record),
                 Err(refusal) => {
-                    reply(
-                        connections,
-                        &id,
-                        &error(ErrorCode::Unauthorized, refusal.message),
-                    )
-                    .await;
+                    reply(connections, &id, &error(refusal.code, refusal.message)).await;
                     if refusal.close {
                         close(connections, &id).await;
                     }
@@ -345,16 +357,20 @@ impl Dispatcher {
         match self.store.get(id).await {
             Ok(Some(record)) if record.authenticated => Ok(record),
             Ok(Some(_)) => Err(Refusal {
+                code: ErrorCode::Unauthorized,
                 message: "authenticate first: send {\"action\":\"auth\",\"token\":\"<jwt>\"}",
                 close: false,
             }),
             Ok(None) => Err(Refusal {
-                message: "the connection's authentication window or session has expired; reconnect",
+                code: ErrorCode::Unauthorized,
+                message: NO_RECORD,
                 close: true,
             }),
+            // Our infrastructure failed, not the client: retryable, and the socket stays open.
             Err(e) => {
                 tracing::error!(connection_id = id, error = %e, "guard: reading the record failed");
                 Err(Refusal {
+                    code: ErrorCode::Internal,
                     message: "could not verify the connection; try again",
                     close: false,
                 })
@@ -414,6 +430,12 @@ impl Dispatcher {
         };
         let requested = match request.tenant_id {
             None | Some(serde_json::Value::Null) => None,
+            Some(serde_json::Value::String(t)) if t.is_empty() => {
+                return Err(bad("`tenantId` must not be empty"));
+            }
+            Some(serde_json::Value::String(t)) if t.len() > crate::auth::MAX_ID_BYTES => {
+                return Err(bad("`tenantId` is longer than 1024 bytes"));
+            }
             Some(serde_json::Value::String(t)) => Some(t),
             Some(_) => return Err(bad("`tenantId` must be a string")),
         };
@@ -432,10 +454,23 @@ impl Dispatcher {
         })
     }
 
-    /// Replies with the failure and counts it; past the cap the connection is closed.
+    /// Replies with the failure and counts it; past the cap the connection is closed. A
+    /// failure of ours (`internal`, e.g. the JWKS endpoint is down) is not the client's and
+    /// is not counted.
     async fn auth_failed(&self, connections: &Connections, id: &str, failure: AuthFailure) {
+        if failure.code == ErrorCode::Internal {
+            tracing::warn!(connection_id = id, reason = %failure.message, "auth could not be checked");
+            let frame = protocol::auth_failure(failure.code, &failure.message);
+            return reply(connections, id, &frame).await;
+        }
         let failures = match self.store.count_auth_failure(id).await {
-            Ok(n) => n,
+            Ok(Some(n)) => n,
+            Ok(None) => {
+                // No live record: nothing can count this connection's attempts.
+                let frame = protocol::auth_failure(ErrorCode::Unauthorized, NO_RECORD);
+                reply(connections, id, &frame).await;
+                return close(connections, id).await;
+            }
             Err(e) => {
                 tracing::warn!(connection_id = id, error = %e, "auth failure counter failed");
                 0
@@ -507,9 +542,21 @@ struct AuthRequest {
 }
 
 struct Refusal {
+    code: ErrorCode,
     message: &'static str,
     close: bool,
 }
+
+/// What the rate window says about a message.
+enum RateCheck {
+    Allowed,
+    Limited,
+    /// The connection has no live record.
+    NoRecord,
+}
+
+/// The refusal for a connection whose record is gone or expired.
+const NO_RECORD: &str = "the connection's authentication window or session has expired; reconnect";
 
 async fn close(connections: &Connections, id: &str) {
     if let Err(e) = connections.close(id).await {
@@ -521,13 +568,6 @@ async fn reply(connections: &Connections, id: &str, frame: &str) {
     match connections.post_text(id, frame).await {
         Ok(()) | Err(DeliveryError::Gone) => {}
         Err(e) => tracing::warn!(connection_id = id, error = %e, "posting a reply failed"),
-    }
-}
-
-fn truncate(s: &str, max: usize) -> &str {
-    match s.char_indices().nth(max) {
-        Some((i, _)) => &s[..i],
-        None => s,
     }
 }
 

@@ -79,9 +79,10 @@ pub use store::{Connection, ConnectionStore, MemoryStore, StoreError};
 /// `Result<T, E>` with `T: Serialize` (posted back to the caller unless it serializes to
 /// `null`) and `E: Into<WsError>`.
 ///
-/// The function is left unchanged and stays callable. The macro adds a hidden type of the
-/// same name (in the type namespace) implementing [`Action`]; register it with
-/// [`actions!`].
+/// The function is left unchanged and stays callable. The macro adds a hidden type,
+/// `__vk_action_<fn>`, implementing [`Action`]; register it by the function's name with
+/// [`actions!`]. A module or type named like the function does not collide with it, and an
+/// action that is never registered keeps rustc's `dead_code` warning.
 ///
 /// # Example
 ///

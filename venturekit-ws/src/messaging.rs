@@ -129,6 +129,12 @@ impl std::fmt::Debug for Connections {
     }
 }
 
+/// Whether `id` can be a user or tenant id: non-empty and at most
+/// [`crate::auth::MAX_ID_BYTES`] (DynamoDB cannot even query an empty or oversized key).
+fn is_storable_id(id: &str) -> bool {
+    !id.is_empty() && id.len() <= crate::auth::MAX_ID_BYTES
+}
+
 /// Serializes `message` once for a whole fan-out, enforcing the 128 KB limit.
 pub(crate) fn encode<T: Serialize + ?Sized>(message: &T) -> Result<String, MessagingError> {
     let text =
@@ -170,13 +176,19 @@ impl Connections {
         self.store.get(connection_id).await
     }
 
-    /// Live records of a user.
+    /// Live records of a user (none for an id no user can have: empty or over 1024 bytes).
     pub async fn get_by_user(&self, user_id: &str) -> Result<Vec<Connection>, StoreError> {
+        if !is_storable_id(user_id) {
+            return Ok(Vec::new());
+        }
         self.store.get_by_user(user_id).await
     }
 
-    /// Live records of a tenant.
+    /// Live records of a tenant (none for an id no tenant can have).
     pub async fn get_by_tenant(&self, tenant_id: &str) -> Result<Vec<Connection>, StoreError> {
+        if !is_storable_id(tenant_id) {
+            return Ok(Vec::new());
+        }
         self.store.get_by_tenant(tenant_id).await
     }
 
@@ -229,6 +241,11 @@ impl Connections {
         message: &T,
     ) -> Result<FanoutReport, MessagingError> {
         let text = encode(message)?;
+        if !is_storable_id(user_id) {
+            // No user can have such an id (the token's `sub` is checked the same way), and
+            // the store could not even look it up.
+            return Ok(FanoutReport::default());
+        }
         let targets = self.store.get_by_user(user_id).await?;
         Ok(self.fan_out(targets, scope, &text).await)
     }
@@ -259,6 +276,7 @@ impl Connections {
     ) -> Result<FanoutReport, MessagingError> {
         let text = encode(message)?;
         let targets = match scope {
+            Scope::Tenant(t) if !is_storable_id(t) => return Ok(FanoutReport::default()),
             Scope::Tenant(t) => self.store.get_by_tenant(t).await?,
             Scope::All | Scope::NoTenant => self.store.list().await?,
         };
@@ -266,26 +284,29 @@ impl Connections {
     }
 
     async fn fan_out(&self, targets: Vec<Connection>, scope: &Scope, text: &str) -> FanoutReport {
+        // Each target's future removes its own gone record, so a burst of 410s (stale rows
+        // after a deploy) is cleaned up in parallel instead of stalling the other posts.
         let posts = targets
             .into_iter()
             .filter(|c| c.authenticated && scope.contains(c))
             .map(|c| async move {
                 let result = self.delivery.post(&c.connection_id, text).await;
-                (c.connection_id, result)
+                match &result {
+                    Err(DeliveryError::Gone) => self.remove_gone(&c.connection_id).await,
+                    Err(e) => {
+                        tracing::warn!(connection_id = %c.connection_id, error = %e, "delivery failed")
+                    }
+                    Ok(()) => {}
+                }
+                result
             });
         let mut results = futures_util::stream::iter(posts).buffer_unordered(self.concurrency);
         let mut report = FanoutReport::default();
-        while let Some((id, result)) = results.next().await {
+        while let Some(result) = results.next().await {
             match result {
                 Ok(()) => report.delivered += 1,
-                Err(DeliveryError::Gone) => {
-                    report.gone += 1;
-                    self.remove_gone(&id).await;
-                }
-                Err(e) => {
-                    report.failed += 1;
-                    tracing::warn!(connection_id = %id, error = %e, "delivery failed");
-                }
+                Err(DeliveryError::Gone) => report.gone += 1,
+                Err(_) => report.failed += 1,
             }
         }
         report

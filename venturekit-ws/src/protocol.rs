@@ -69,12 +69,31 @@ struct ErrorFrame<'a> {
     error: ErrorBody<'a>,
 }
 
+/// Longest `requestAction` echoed in an error frame, in characters.
+pub const MAX_ECHOED_ACTION_CHARS: usize = 128;
+/// Longest error `message`, in characters.
+pub const MAX_ERROR_MESSAGE_CHARS: usize = 1024;
+
+/// The first `max` characters of `s` (all of it when shorter).
+pub fn clip(s: &str, max: usize) -> &str {
+    match s.char_indices().nth(max) {
+        Some((i, _)) => &s[..i],
+        None => s,
+    }
+}
+
 /// `{"action":"error","requestAction":A,"error":{"code":C,"message":M}}`.
+///
+/// Echoed values are cut ([`MAX_ECHOED_ACTION_CHARS`], [`MAX_ERROR_MESSAGE_CHARS`]) so that
+/// every error frame fits in API Gateway's 128 KB whatever the client sent.
 pub fn error_frame(request_action: Option<&str>, code: ErrorCode, message: &str) -> String {
     to_json(&ErrorFrame {
         action: "error",
-        request_action,
-        error: ErrorBody { code, message },
+        request_action: request_action.map(|a| clip(a, MAX_ECHOED_ACTION_CHARS)),
+        error: ErrorBody {
+            code,
+            message: clip(message, MAX_ERROR_MESSAGE_CHARS),
+        },
     })
 }
 
@@ -110,7 +129,10 @@ pub fn auth_failure(code: ErrorCode, message: &str) -> String {
     to_json(&AuthErr {
         action: "auth",
         success: false,
-        error: ErrorBody { code, message },
+        error: ErrorBody {
+            code,
+            message: clip(message, MAX_ERROR_MESSAGE_CHARS),
+        },
     })
 }
 

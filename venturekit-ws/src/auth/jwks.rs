@@ -107,6 +107,7 @@ impl JwksVerifier {
 
     /// Verifies a token against the key its `kid` names.
     pub async fn verify(&self, token: &str) -> Result<VerifiedToken, AuthFailure> {
+        super::check_critical_header(token)?;
         let header = jsonwebtoken::decode_header(token).map_err(|e| token_failure(e.kind()))?;
         let kid = header.kid.unwrap_or_default();
         self.ensure_key(&kid).await?;

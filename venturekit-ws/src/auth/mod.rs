@@ -111,6 +111,33 @@ pub(crate) fn base_validation(config: &Config, algorithms: Vec<Algorithm>) -> Va
     validation
 }
 
+/// Longest `sub` or tenant accepted, in bytes: both become DynamoDB index keys, whose
+/// partition key values may not exceed 2048 bytes. A longer value is `invalid_token`.
+pub const MAX_ID_BYTES: usize = 1024;
+
+/// Refuses a token whose protected header lists critical extensions (`crit`, RFC 7515
+/// section 4.1.11): this verifier understands none, so such a token must be rejected.
+pub(crate) fn check_critical_header(token: &str) -> Result<(), AuthFailure> {
+    use base64::Engine;
+    let Some(header) = token.split('.').next() else {
+        return Ok(());
+    };
+    // A header that does not decode is left to the JWT library, which reports it.
+    let Ok(bytes) = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(header) else {
+        return Ok(());
+    };
+    let Ok(fields) = serde_json::from_slice::<Map<String, Value>>(&bytes) else {
+        return Ok(());
+    };
+    if fields.contains_key("crit") {
+        return Err(AuthFailure::new(
+            ErrorCode::InvalidToken,
+            "token header lists critical extensions (`crit`) this server does not understand",
+        ));
+    }
+    Ok(())
+}
+
 /// Verifies `token` with `key` and reads the claims.
 pub(crate) fn decode_token(
     token: &str,
@@ -118,6 +145,7 @@ pub(crate) fn decode_token(
     validation: &Validation,
     rules: &ClaimRules,
 ) -> Result<VerifiedToken, AuthFailure> {
+    check_critical_header(token)?;
     let data = jsonwebtoken::decode::<Map<String, Value>>(token, key, validation)
         .map_err(|e| token_failure(e.kind()))?;
     extract(data.claims, rules)
@@ -129,6 +157,9 @@ fn extract(claims: Map<String, Value>, rules: &ClaimRules) -> Result<VerifiedTok
         Some(Value::String(s)) if !s.is_empty() => s.clone(),
         _ => return Err(invalid("token `sub` must be a non-empty string")),
     };
+    if sub.len() > MAX_ID_BYTES {
+        return Err(invalid("token `sub` is longer than 1024 bytes"));
+    }
     if let Some(expected) = &rules.token_use
         && claims.get("token_use").and_then(Value::as_str) != Some(expected.as_str())
     {
@@ -158,6 +189,19 @@ fn extract(claims: Map<String, Value>, rules: &ClaimRules) -> Result<VerifiedTok
         }
         Some(_) => return Err(bad_tenant_claim(&rules.tenant_claim)),
     };
+    if let Some(tenants) = &tenants
+        && tenants
+            .iter()
+            .any(|t| t.is_empty() || t.len() > MAX_ID_BYTES)
+    {
+        return Err(AuthFailure::new(
+            ErrorCode::InvalidToken,
+            format!(
+                "token claim `{}` lists an empty tenant or one longer than 1024 bytes",
+                rules.tenant_claim
+            ),
+        ));
+    }
     Ok(VerifiedToken {
         sub,
         email,

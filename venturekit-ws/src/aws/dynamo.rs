@@ -342,15 +342,19 @@ impl ConnectionStore for DynamoStore {
         &self,
         connection_id: &str,
         window_start_ms: i64,
-    ) -> Result<u32, StoreError> {
+    ) -> Result<Option<u32>, StoreError> {
         // Same window: one atomic increment. New window: reset (a second write).
         let same_window = self
             .client
             .update_item()
             .table_name(&self.table)
             .key("connectionId", s(connection_id))
-            .condition_expression("attribute_exists(connectionId) AND rateWindow = :w")
+            .condition_expression(
+                "attribute_exists(connectionId) AND #ttl > :now AND rateWindow = :w",
+            )
             .update_expression("ADD rateCount :one")
+            .expression_attribute_names("#ttl", "ttl")
+            .expression_attribute_values(":now", n(now_secs()))
             .expression_attribute_values(":w", n(window_start_ms))
             .expression_attribute_values(":one", n(1))
             .return_values(ReturnValue::UpdatedNew)
@@ -367,8 +371,10 @@ impl ConnectionStore for DynamoStore {
                     .update_item()
                     .table_name(&self.table)
                     .key("connectionId", s(connection_id))
-                    .condition_expression("attribute_exists(connectionId)")
+                    .condition_expression("attribute_exists(connectionId) AND #ttl > :now")
                     .update_expression("SET rateWindow = :w, rateCount = :one")
+                    .expression_attribute_names("#ttl", "ttl")
+                    .expression_attribute_values(":now", n(now_secs()))
                     .expression_attribute_values(":w", n(window_start_ms))
                     .expression_attribute_values(":one", n(1))
                     .return_values(ReturnValue::UpdatedNew)
@@ -376,9 +382,9 @@ impl ConnectionStore for DynamoStore {
                     .await;
                 match reset {
                     Ok(output) => output,
-                    // No record: the guard decides what happens to this connection.
+                    // No live record.
                     Err(err) if condition_failed(&err) => {
-                        return Ok(1);
+                        return Ok(None);
                     }
                     Err(err) => {
                         return Err(backend("count message")(err));
@@ -386,24 +392,26 @@ impl ConnectionStore for DynamoStore {
                 }
             }
         };
-        Ok(counter(output.attributes(), "rateCount"))
+        Ok(Some(counter(output.attributes(), "rateCount")))
     }
 
-    async fn count_auth_failure(&self, connection_id: &str) -> Result<u32, StoreError> {
+    async fn count_auth_failure(&self, connection_id: &str) -> Result<Option<u32>, StoreError> {
         let result = self
             .client
             .update_item()
             .table_name(&self.table)
             .key("connectionId", s(connection_id))
-            .condition_expression("attribute_exists(connectionId)")
+            .condition_expression("attribute_exists(connectionId) AND #ttl > :now")
             .update_expression("ADD authFailures :one")
+            .expression_attribute_names("#ttl", "ttl")
+            .expression_attribute_values(":now", n(now_secs()))
             .expression_attribute_values(":one", n(1))
             .return_values(ReturnValue::UpdatedNew)
             .send()
             .await;
         match result {
-            Ok(output) => Ok(counter(output.attributes(), "authFailures")),
-            Err(err) if condition_failed(&err) => Ok(1),
+            Ok(output) => Ok(Some(counter(output.attributes(), "authFailures"))),
+            Err(err) if condition_failed(&err) => Ok(None),
             Err(err) => Err(backend("count auth failure")(err)),
         }
     }

@@ -38,6 +38,13 @@ impl MemoryStore {
         self.counters.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    fn is_live(&self, connection_id: &str) -> bool {
+        let now = now_secs();
+        self.rows()
+            .get(connection_id)
+            .is_some_and(|c| c.is_live(now))
+    }
+
     fn live_where(&self, keep: impl Fn(&Connection) -> bool) -> Vec<Connection> {
         let now = now_secs();
         let mut found: Vec<Connection> = self
@@ -125,9 +132,9 @@ impl ConnectionStore for MemoryStore {
         &self,
         connection_id: &str,
         window_start_ms: i64,
-    ) -> Result<u32, StoreError> {
-        if !self.rows().contains_key(connection_id) {
-            return Ok(1);
+    ) -> Result<Option<u32>, StoreError> {
+        if !self.is_live(connection_id) {
+            return Ok(None);
         }
         let mut counters = self.counters();
         let c = counters.entry(connection_id.to_owned()).or_default();
@@ -136,17 +143,17 @@ impl ConnectionStore for MemoryStore {
             c.messages = 0;
         }
         c.messages = c.messages.saturating_add(1);
-        Ok(c.messages)
+        Ok(Some(c.messages))
     }
 
-    async fn count_auth_failure(&self, connection_id: &str) -> Result<u32, StoreError> {
-        if !self.rows().contains_key(connection_id) {
-            return Ok(1);
+    async fn count_auth_failure(&self, connection_id: &str) -> Result<Option<u32>, StoreError> {
+        if !self.is_live(connection_id) {
+            return Ok(None);
         }
         let mut counters = self.counters();
         let c = counters.entry(connection_id.to_owned()).or_default();
         c.auth_failures = c.auth_failures.saturating_add(1);
-        Ok(c.auth_failures)
+        Ok(Some(c.auth_failures))
     }
 }
 
@@ -257,17 +264,18 @@ mod tests {
             .save(&Connection::unauthenticated("c", 1, now_secs() + 30))
             .await
             .unwrap();
-        assert_eq!(store.count_message("c", 1000).await.unwrap(), 1);
-        assert_eq!(store.count_message("c", 1000).await.unwrap(), 2);
-        assert_eq!(store.count_message("c", 3000).await.unwrap(), 1);
-        assert_eq!(store.count_auth_failure("c").await.unwrap(), 1);
-        assert_eq!(store.count_auth_failure("c").await.unwrap(), 2);
+        assert_eq!(store.count_message("c", 1000).await.unwrap(), Some(1));
+        assert_eq!(store.count_message("c", 1000).await.unwrap(), Some(2));
+        assert_eq!(store.count_message("c", 3000).await.unwrap(), Some(1));
+        assert_eq!(store.count_auth_failure("c").await.unwrap(), Some(1));
+        assert_eq!(store.count_auth_failure("c").await.unwrap(), Some(2));
         store.remove("c").await.unwrap();
         assert_eq!(
             store.count_auth_failure("c").await.unwrap(),
-            1,
-            "no record, no memory"
+            None,
+            "no record: nothing to count"
         );
+        assert_eq!(store.count_message("c", 3000).await.unwrap(), None);
     }
 
     #[test]

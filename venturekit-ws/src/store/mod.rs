@@ -122,14 +122,16 @@ pub trait ConnectionStore: Send + Sync + 'static {
     async fn list_expired(&self) -> Result<Vec<Connection>, StoreError>;
 
     /// Counts one inbound message in the rate window starting at `window_start_ms` and
-    /// returns the count in that window (1 for its first message). Counters live with the
-    /// connection, so they survive across Lambda invocations.
+    /// returns the count in that window (1 for its first message), or `None` when the
+    /// connection has no live record (its socket may then not talk at all). Counters live
+    /// with the connection, so they survive across Lambda invocations.
     async fn count_message(
         &self,
         connection_id: &str,
         window_start_ms: i64,
-    ) -> Result<u32, StoreError>;
+    ) -> Result<Option<u32>, StoreError>;
 
-    /// Counts one failed `auth` on the connection and returns the total so far.
-    async fn count_auth_failure(&self, connection_id: &str) -> Result<u32, StoreError>;
+    /// Counts one failed `auth` on the connection and returns the total so far, or `None`
+    /// when the connection has no live record.
+    async fn count_auth_failure(&self, connection_id: &str) -> Result<Option<u32>, StoreError>;
 }
