@@ -33,9 +33,10 @@ async fn post_get_delete_like_api_gateway() {
     let r = http(addr, "GET", &path, b"").await;
     assert_eq!(r.status, 200);
     let info = r.json();
-    assert!(info["ConnectedAt"].as_str().unwrap().ends_with('Z'));
-    assert_eq!(info["Identity"]["SourceIp"], "127.0.0.1");
-    assert!(info["LastActiveAt"].is_string());
+    // The service's wire names, which the AWS SDKs read.
+    assert!(info["connectedAt"].as_str().unwrap().ends_with('Z'));
+    assert_eq!(info["identity"]["sourceIp"], "127.0.0.1");
+    assert!(info["lastActiveAt"].is_string());
 
     let r = http(addr, "DELETE", &path, b"").await;
     assert_eq!(r.status, 204);

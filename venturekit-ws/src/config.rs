@@ -82,6 +82,12 @@ pub struct Config {
     pub idle_timeout: Option<Duration>,
     /// `VK_WS_MAX_CONNECTION_SEC` (local server): maximum connection duration, default 7200.
     pub max_connection: Duration,
+    /// `VK_WS_LOCAL_API_TOKEN` (local server): bearer token that lets peers beyond loopback
+    /// use the management API and `/_vk/*`. Unset: those are served to loopback peers only.
+    pub local_api_token: Option<String>,
+    /// `VK_WS_LOCAL_ORDERED=1` (local server): dispatch one connection's messages one after
+    /// another, for debugging. Off by default: like API Gateway, messages run concurrently.
+    pub local_ordered: bool,
 }
 
 impl Default for Config {
@@ -111,6 +117,8 @@ impl Default for Config {
             stage_throttle: None,
             idle_timeout: None,
             max_connection: Duration::from_secs(7200),
+            local_api_token: None,
+            local_ordered: false,
         }
     }
 }
@@ -215,6 +223,10 @@ impl Config {
         }
         if let Some(v) = var("VK_WS_ALLOW_DEV_SECRET") {
             config.allow_dev_secret = matches!(v.trim(), "1" | "true" | "yes");
+        }
+        config.local_api_token = var("VK_WS_LOCAL_API_TOKEN").map(|t| t.trim().to_owned());
+        if let Some(v) = var("VK_WS_LOCAL_ORDERED") {
+            config.local_ordered = matches!(v.trim(), "1" | "true" | "yes");
         }
         if let Some(v) = var("VK_WS_SCAN_SEGMENTS") {
             config.scan_segments = number("VK_WS_SCAN_SEGMENTS", &v, 1, 64)? as u32;

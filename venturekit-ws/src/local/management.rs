@@ -1,13 +1,16 @@
 //! The management API on the local server: `POST`/`GET`/`DELETE /@connections/{id}`
 //! (also under a stage prefix, as the AWS SDK sends it), plus `GET /_vk/connections`.
 
-use super::{Outbound, Shared};
+use super::Shared;
+use crate::delivery::DeliveryError;
 use crate::protocol::MAX_MESSAGE_BYTES;
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::{Path, State};
-use axum::http::{HeaderValue, StatusCode};
+use axum::extract::{ConnectInfo, Path, Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 fn aws_error(status: StatusCode, kind: &'static str, message: &str) -> Response {
@@ -52,12 +55,62 @@ fn post(shared: &Shared, id: &str, body: Bytes) -> Response {
             "Message too long",
         );
     }
-    let text = String::from_utf8_lossy(&body).into_owned();
-    let peers = shared.registry.peers();
-    match peers.get(id) {
-        Some(peer) if peer.tx.send(Outbound::Text(text)).is_ok() => StatusCode::OK.into_response(),
-        _ => gone(),
+    let text = String::from_utf8_lossy(&body);
+    match shared.registry.send_text(id, &text) {
+        Ok(()) => StatusCode::OK.into_response(),
+        Err(DeliveryError::Failed(why)) => aws_error(
+            StatusCode::TOO_MANY_REQUESTS,
+            "LimitExceededException",
+            &why,
+        ),
+        Err(_) => gone(),
     }
+}
+
+/// Serves the management API and `/_vk/*` to loopback peers, and to others only with the
+/// configured bearer token (`VK_WS_LOCAL_API_TOKEN`). Anyone who reaches them can read
+/// every record, push frames and disconnect anyone.
+pub(super) async fn admin_only(
+    State(shared): State<Arc<Shared>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    request: Request,
+    next: Next,
+) -> Response {
+    if admin_allowed(peer.ip(), request.headers(), shared.api_token.as_deref()) {
+        next.run(request).await
+    } else {
+        aws_error(
+            StatusCode::FORBIDDEN,
+            "ForbiddenException",
+            "the local management API is served to loopback peers only; set VK_WS_LOCAL_API_TOKEN and send `Authorization: Bearer <token>` to use it from elsewhere",
+        )
+    }
+}
+
+/// Whether a peer may use the management API: loopback, or the right bearer token.
+pub(super) fn admin_allowed(peer: IpAddr, headers: &HeaderMap, token: Option<&str>) -> bool {
+    let loopback = match peer {
+        IpAddr::V4(ip) => ip.is_loopback(),
+        IpAddr::V6(ip) => {
+            ip.is_loopback() || ip.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback())
+        }
+    };
+    if loopback {
+        return true;
+    }
+    let Some(expected) = token.filter(|t| !t.is_empty()) else {
+        return false;
+    };
+    let presented = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    constant_time_eq(presented.as_bytes(), expected.as_bytes())
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 pub(super) async fn get_connection(
@@ -80,10 +133,11 @@ fn describe(shared: &Shared, id: &str) -> Response {
         return gone();
     };
     let last = peer.last_active.load(std::sync::atomic::Ordering::Relaxed);
+    // The service's wire names (the SDKs' `ConnectedAt`/`Identity` are model names).
     Json(serde_json::json!({
-        "ConnectedAt": iso(peer.connected_at),
-        "Identity": { "SourceIp": peer.source_ip, "UserAgent": peer.user_agent },
-        "LastActiveAt": iso(last),
+        "connectedAt": iso(peer.connected_at),
+        "identity": { "sourceIp": peer.source_ip, "userAgent": peer.user_agent },
+        "lastActiveAt": iso(last),
     }))
     .into_response()
 }
@@ -121,4 +175,56 @@ pub(super) async fn list_connections(State(shared): State<Arc<Shared>>) -> Respo
     let mut all: Vec<_> = live.into_iter().chain(expired).collect();
     all.sort_by(|a, b| (a.connected_at, &a.connection_id).cmp(&(b.connected_at, &b.connection_id)));
     Json(all).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::admin_allowed;
+    use axum::http::{HeaderMap, HeaderValue, header};
+    use std::net::IpAddr;
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap_or(IpAddr::from([0, 0, 0, 0]))
+    }
+
+    #[test]
+    fn loopback_only_unless_a_bearer_token_is_configured() {
+        let none = HeaderMap::new();
+        let mut bearer = HeaderMap::new();
+        bearer.insert(
+            header::AUTHORIZATION,
+            HeaderValue::from_static("Bearer s3cret"),
+        );
+        let mut wrong = HeaderMap::new();
+        wrong.insert(
+            header::AUTHORIZATION,
+            HeaderValue::from_static("Bearer nope"),
+        );
+        for local in ["127.0.0.1", "127.0.0.2", "::1", "::ffff:127.0.0.1"] {
+            assert!(admin_allowed(ip(local), &none, None), "{local}");
+        }
+        for remote in ["10.0.0.5", "192.168.1.2", "fe80::1", "::ffff:10.0.0.5"] {
+            assert!(!admin_allowed(ip(remote), &none, None), "{remote}");
+            assert!(
+                !admin_allowed(ip(remote), &bearer, None),
+                "{remote}: no token configured"
+            );
+            assert!(
+                !admin_allowed(ip(remote), &none, Some("s3cret")),
+                "{remote}"
+            );
+            assert!(
+                !admin_allowed(ip(remote), &wrong, Some("s3cret")),
+                "{remote}"
+            );
+            assert!(
+                !admin_allowed(ip(remote), &bearer, Some("")),
+                "{remote}: empty token"
+            );
+            assert!(
+                admin_allowed(ip(remote), &bearer, Some("s3cret")),
+                "{remote}"
+            );
+        }
+    }
 }

@@ -51,6 +51,12 @@ const READ_BUFFER: usize = 4 * 1024;
 const SWEEP_EVERY: Duration = Duration::from_secs(1);
 /// How long to wait for the client's close echo after the server closed.
 const CLOSE_GRACE: Duration = Duration::from_secs(2);
+/// Most bytes queued for one client that is not reading. Past it, deliveries to that
+/// connection fail (`LimitExceededException` on the management API) until it reads again,
+/// so a stalled client cannot grow the server's memory without limit.
+pub const MAX_QUEUED_BYTES: usize = 1024 * 1024;
+/// Messages of one connection dispatched at once; the next waits (backpressure on reading).
+const MAX_IN_FLIGHT: usize = 16;
 
 enum Outbound {
     Text(String),
@@ -59,6 +65,8 @@ enum Outbound {
 
 struct Peer {
     tx: mpsc::UnboundedSender<Outbound>,
+    /// Bytes handed to the writer and not yet written to the socket.
+    queued: Arc<std::sync::atomic::AtomicUsize>,
     connected_at: i64,
     last_active: Arc<std::sync::atomic::AtomicI64>,
     source_ip: String,
@@ -75,6 +83,23 @@ impl Registry {
     fn peers(&self) -> MutexGuard<'_, HashMap<String, Peer>> {
         self.peers.lock().unwrap_or_else(|p| p.into_inner())
     }
+
+    /// Queues a text frame for a connection, within [`MAX_QUEUED_BYTES`].
+    fn send_text(&self, connection_id: &str, text: &str) -> Result<(), DeliveryError> {
+        use std::sync::atomic::Ordering;
+        let peers = self.peers();
+        let peer = peers.get(connection_id).ok_or(DeliveryError::Gone)?;
+        let queued = peer.queued.fetch_add(text.len(), Ordering::AcqRel);
+        if queued + text.len() > MAX_QUEUED_BYTES {
+            peer.queued.fetch_sub(text.len(), Ordering::AcqRel);
+            return Err(DeliveryError::Failed(format!(
+                "the client is not reading: {queued} bytes already queued for it"
+            )));
+        }
+        peer.tx
+            .send(Outbound::Text(text.to_owned()))
+            .map_err(|_| DeliveryError::Gone)
+    }
 }
 
 /// Delivery through the local server's live sockets.
@@ -89,11 +114,7 @@ impl Delivery for LocalDelivery {
         if payload.len() > MAX_MESSAGE_BYTES {
             return Err(DeliveryError::PayloadTooLarge(payload.len()));
         }
-        let peers = self.registry.peers();
-        let peer = peers.get(connection_id).ok_or(DeliveryError::Gone)?;
-        peer.tx
-            .send(Outbound::Text(payload.to_owned()))
-            .map_err(|_| DeliveryError::Gone)
+        self.registry.send_text(connection_id, payload)
     }
 
     async fn close(&self, connection_id: &str) -> Result<(), DeliveryError> {
@@ -147,6 +168,8 @@ struct Shared {
     events: EventBuilder,
     idle_timeout: Duration,
     max_connection: Duration,
+    api_token: Option<String>,
+    ordered: bool,
 }
 
 impl Shared {
@@ -207,6 +230,8 @@ impl LocalServer {
             },
             idle_timeout: config.idle_timeout.unwrap_or(DEFAULT_IDLE_TIMEOUT),
             max_connection: config.max_connection,
+            api_token: config.local_api_token.clone(),
+            ordered: config.local_ordered,
         });
         Ok(LocalServer { listener, shared })
     }
@@ -234,8 +259,7 @@ impl LocalServer {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), crate::Error> {
         let sweeper = tokio::spawn(sweep_forever(self.shared.clone()));
-        let app = Router::new()
-            .route("/", get(root))
+        let admin = Router::new()
             .route("/_vk/connections", get(management::list_connections))
             .route(
                 "/@connections/{id}",
@@ -249,6 +273,13 @@ impl LocalServer {
                     .post(management::post_staged)
                     .delete(management::delete_staged),
             )
+            .route_layer(axum::middleware::from_fn_with_state(
+                self.shared.clone(),
+                management::admin_only,
+            ));
+        let app = Router::new()
+            .route("/", get(root))
+            .merge(admin)
             .with_state(self.shared.clone());
         let result = axum::serve(
             self.listener,
@@ -344,10 +375,13 @@ async fn run_connection(shared: Arc<Shared>, socket: WebSocket, info: PeerInfo) 
     let (mut sink, mut stream) = socket.split();
     let (tx, mut rx) = mpsc::unbounded_channel::<Outbound>();
     let last_active = Arc::new(std::sync::atomic::AtomicI64::new(info.connected_at));
+    let queued = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let in_flight = Arc::new(tokio::sync::Semaphore::new(MAX_IN_FLIGHT));
     shared.registry.peers().insert(
         id.clone(),
         Peer {
             tx: tx.clone(),
+            queued: queued.clone(),
             connected_at: info.connected_at,
             last_active: last_active.clone(),
             source_ip: info.source_ip,
@@ -362,7 +396,10 @@ async fn run_connection(shared: Arc<Shared>, socket: WebSocket, info: PeerInfo) 
         while let Some(out) = rx.recv().await {
             match out {
                 Outbound::Text(text) => {
-                    if sink.send(Message::Text(text.into())).await.is_err() {
+                    let len = text.len();
+                    let sent = sink.send(Message::Text(text.into())).await;
+                    queued.fetch_sub(len, std::sync::atomic::Ordering::AcqRel);
+                    if sent.is_err() {
                         break;
                     }
                 }
@@ -427,7 +464,20 @@ async fn run_connection(shared: Arc<Shared>, socket: WebSocket, info: PeerInfo) 
                         continue;
                     }
                     let event = shared.events.message(&id, info.connected_at, text.as_str());
-                    shared.dispatcher.handle(&event, shared.delivery.clone()).await;
+                    if shared.ordered {
+                        shared.dispatcher.handle(&event, shared.delivery.clone()).await;
+                    } else {
+                        // API Gateway invokes the function for each message concurrently: a
+                        // client must wait for a reply (e.g. to `auth`) before relying on it.
+                        let Ok(permit) = in_flight.clone().acquire_owned().await else {
+                            continue;
+                        };
+                        let shared = shared.clone();
+                        tokio::spawn(async move {
+                            shared.dispatcher.handle(&event, shared.delivery.clone()).await;
+                            drop(permit);
+                        });
+                    }
                 }
                 Some(Ok(Message::Binary(_))) => {
                     if server_closed.is_none() {
