@@ -299,7 +299,7 @@ async fn a_scheduled_sweep_without_an_endpoint_still_removes_expired_records() {
         .unwrap();
     assert_eq!(
         serde_json::to_value(result).unwrap(),
-        json!({"expired": 1, "closed": 0})
+        json!({"expired": 1, "closed": 0, "kept": 0, "complete": true})
     );
     assert!(rig.store.list_expired().await.unwrap().is_empty());
     assert!(rig.store.get("fresh=").await.unwrap().is_some());

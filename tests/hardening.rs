@@ -16,6 +16,7 @@ use serde_json::{Value, json};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use venturekit_ws::auth::Identity;
+use venturekit_ws::store::ExpiredPage;
 use venturekit_ws::{Connection, ConnectionStore, MemoryStore, StoreError};
 use venturekit_ws_tests::*;
 
@@ -74,6 +75,19 @@ impl ConnectionStore for FlakyStore {
     async fn list_expired(&self) -> Result<Vec<Connection>, StoreError> {
         self.check()?;
         self.inner.list_expired().await
+    }
+    async fn expired_page(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+        now: i64,
+    ) -> Result<ExpiredPage, StoreError> {
+        self.check()?;
+        self.inner.expired_page(after, limit, now).await
+    }
+    async fn remove_expired(&self, id: &str, now: i64) -> Result<Option<Connection>, StoreError> {
+        self.check()?;
+        self.inner.remove_expired(id, now).await
     }
     async fn count_message(&self, id: &str, window: i64) -> Result<Option<u32>, StoreError> {
         self.check()?;

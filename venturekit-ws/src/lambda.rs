@@ -7,7 +7,8 @@
 
 use crate::aws::ManagementApi;
 use crate::delivery::{Delivery, DeliveryError};
-use crate::dispatch::{Dispatcher, SweepReport};
+use crate::dispatch::sweep_deadline_margin as DEADLINE_MARGIN;
+use crate::dispatch::{Dispatcher, SweepOptions, SweepReport};
 use crate::error::Error;
 use crate::event::{RequestInfo, WebSocketEvent, WebSocketResponse};
 use lambda_runtime::{LambdaEvent, service_fn};
@@ -15,6 +16,7 @@ use serde::Serialize;
 use serde_json::Value;
 use serde_json::value::RawValue;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 /// Serves events from the Lambda Runtime API until the process ends.
 ///
@@ -26,7 +28,8 @@ pub async fn run(dispatcher: Dispatcher, api: ManagementApi) -> Result<(), Error
     let handler = service_fn(move |event: LambdaEvent<Box<RawValue>>| {
         let dispatcher = dispatcher.clone();
         let api = api.clone();
-        async move { handle(&dispatcher, &api, event.payload.get()).await }
+        let deadline = remaining(event.context.deadline);
+        async move { handle_until(&dispatcher, &api, event.payload.get(), deadline).await }
     });
     lambda_runtime::run(handler)
         .await
@@ -78,15 +81,36 @@ pub enum Output {
     Sweep(SweepReport),
 }
 
-/// Handles one invocation payload (raw JSON text).
+/// When a sweep must stop starting new work: shortly before the invocation's deadline
+/// (`deadline_ms`, epoch milliseconds, as the Runtime API gives it).
+fn remaining(deadline_ms: u64) -> Option<Instant> {
+    let now = crate::clock::now_ms();
+    let left = i64::try_from(deadline_ms).ok()? - now;
+    let left = Duration::from_millis(u64::try_from(left).ok()?);
+    Some(Instant::now() + left.saturating_sub(DEADLINE_MARGIN))
+}
+
+/// Handles one invocation payload (raw JSON text), with no deadline.
 pub async fn handle(
     dispatcher: &Dispatcher,
     api: &ManagementApi,
     payload: &str,
 ) -> Result<Output, lambda_runtime::Error> {
+    handle_until(dispatcher, api, payload, None).await
+}
+
+/// Handles one invocation payload; a scheduled sweep stops at `deadline`.
+pub async fn handle_until(
+    dispatcher: &Dispatcher,
+    api: &ManagementApi,
+    payload: &str,
+    deadline: Option<Instant>,
+) -> Result<Output, lambda_runtime::Error> {
     let event = match Invocation::parse(payload)? {
         Invocation::WebSocket(event) => event,
-        Invocation::Scheduled => return Ok(Output::Sweep(sweep(dispatcher, api).await?)),
+        Invocation::Scheduled => {
+            return Ok(Output::Sweep(sweep(dispatcher, api, deadline).await?));
+        }
     };
     let endpoint = RequestInfo::of(&event).and_then(|r| api.endpoint_for(&r));
     let delivery: Arc<dyn Delivery> = match endpoint {
@@ -96,25 +120,33 @@ pub async fn handle(
     Ok(Output::Response(dispatcher.handle(&event, delivery).await))
 }
 
-/// The scheduled sweep. Without a configured management endpoint the expired records are
-/// still removed, with a warning that their sockets could not be closed.
-pub async fn sweep(dispatcher: &Dispatcher, api: &ManagementApi) -> Result<SweepReport, Error> {
-    let delivery: Arc<dyn Delivery> = match api.configured_endpoint() {
-        Some(endpoint) => api.delivery(&endpoint),
+/// The scheduled sweep, stopping at `deadline` (the next scheduled run continues). Without
+/// a configured management endpoint the expired records are still removed, with a warning
+/// that their sockets could not be closed.
+pub async fn sweep(
+    dispatcher: &Dispatcher,
+    api: &ManagementApi,
+    deadline: Option<Instant>,
+) -> Result<SweepReport, Error> {
+    let options = SweepOptions::until(deadline);
+    let (delivery, options): (Arc<dyn Delivery>, _) = match api.configured_endpoint() {
+        Some(endpoint) => (api.delivery(&endpoint), options),
         None => {
             tracing::warn!(
                 "scheduled sweep without VK_WS_MANAGEMENT_ENDPOINT: expired records are removed, but their sockets cannot be closed"
             );
-            Arc::new(Undeliverable)
+            (Arc::new(Undeliverable), options.remove_only())
         }
     };
     let report = dispatcher
-        .sweep(&dispatcher.connections(delivery))
+        .sweep_with(&dispatcher.connections(delivery), options)
         .await
         .map_err(|e| Error::Lambda(format!("sweep failed: {e}")))?;
     tracing::info!(
         expired = report.expired,
         closed = report.closed,
+        kept = report.kept,
+        complete = report.complete,
         "sweep done"
     );
     Ok(report)

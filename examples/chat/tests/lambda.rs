@@ -274,7 +274,10 @@ async fn the_chat_runs_on_lambda_with_dynamodb_and_the_management_api() {
         .await
         .unwrap();
     let swept = runtime.invoke(scheduled()).await.unwrap();
-    assert_eq!(swept, json!({"expired": 1, "closed": 1}));
+    assert_eq!(
+        swept,
+        json!({"expired": 1, "closed": 1, "kept": 0, "complete": true})
+    );
     let calls = mgmt.calls_for("silent=");
     assert_eq!(calls.len(), 2, "{calls:?}");
     assert_eq!(calls[0].json()["error"]["code"], "unauthorized");

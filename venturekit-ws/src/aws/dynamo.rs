@@ -6,10 +6,13 @@
 //!   eventually consistent and are only used for fan-out.
 //! - Every read drops rows with `ttl <= now`: DynamoDB's TTL deletes lazily.
 //! - Queries and scans are paginated to the end.
+//! - The sweeper reads expired rows with a strongly consistent scan, one page at a time,
+//!   and deletes each conditionally (`ttl <= now`), so a row refreshed by `auth` meanwhile
+//!   survives.
 
 use crate::auth::Identity;
 use crate::clock::now_secs;
-use crate::store::{Connection, ConnectionStore, StoreError};
+use crate::store::{Connection, ConnectionStore, ExpiredPage, StoreError};
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, AttributeValue, BillingMode, GlobalSecondaryIndex, KeySchemaElement,
@@ -336,6 +339,72 @@ impl ConnectionStore for DynamoStore {
 
     async fn list_expired(&self) -> Result<Vec<Connection>, StoreError> {
         self.scan("#ttl <= :now").await
+    }
+
+    async fn expired_page(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+        now_secs: i64,
+    ) -> Result<ExpiredPage, StoreError> {
+        let start = after.map(|id| HashMap::from([("connectionId".to_owned(), s(id))]));
+        let page = self
+            .client
+            .scan()
+            .table_name(&self.table)
+            .consistent_read(true)
+            .filter_expression("#ttl <= :now")
+            .expression_attribute_names("#ttl", "ttl")
+            .expression_attribute_values(":now", n(now_secs))
+            .set_exclusive_start_key(start)
+            .limit(i32::try_from(limit.max(1)).unwrap_or(i32::MAX))
+            .send()
+            .await
+            .map_err(backend("scan expired"))?;
+        let records = page
+            .items()
+            .iter()
+            .map(from_item)
+            .collect::<Result<Vec<_>, _>>()?;
+        let next = match page
+            .last_evaluated_key()
+            .and_then(|k| k.get("connectionId"))
+        {
+            Some(AttributeValue::S(id)) => Some(id.clone()),
+            _ => None,
+        };
+        Ok(ExpiredPage::new(records, next))
+    }
+
+    async fn remove_expired(
+        &self,
+        connection_id: &str,
+        now_secs: i64,
+    ) -> Result<Option<Connection>, StoreError> {
+        use aws_sdk_dynamodb::operation::delete_item::DeleteItemError;
+        let result = self
+            .client
+            .delete_item()
+            .table_name(&self.table)
+            .key("connectionId", s(connection_id))
+            .condition_expression("#ttl <= :now")
+            .expression_attribute_names("#ttl", "ttl")
+            .expression_attribute_values(":now", n(now_secs))
+            .return_values(ReturnValue::AllOld)
+            .send()
+            .await;
+        match result {
+            Ok(output) => output.attributes().map(from_item).transpose(),
+            Err(err)
+                if matches!(
+                    err.as_service_error(),
+                    Some(DeleteItemError::ConditionalCheckFailedException(_))
+                ) =>
+            {
+                Ok(None)
+            }
+            Err(err) => Err(backend("delete expired")(err)),
+        }
     }
 
     async fn count_message(

@@ -1,6 +1,6 @@
 //! The in-memory store used by the local server and tests.
 
-use super::{Connection, ConnectionStore, StoreError};
+use super::{Connection, ConnectionStore, ExpiredPage, StoreError};
 use crate::auth::Identity;
 use crate::clock::now_secs;
 use std::collections::HashMap;
@@ -126,6 +126,48 @@ impl ConnectionStore for MemoryStore {
             .collect();
         found.sort_by(|a, b| a.connection_id.cmp(&b.connection_id));
         Ok(found)
+    }
+
+    async fn expired_page(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+        now_secs: i64,
+    ) -> Result<ExpiredPage, StoreError> {
+        let rows = self.rows();
+        let mut ids: Vec<&String> = rows
+            .keys()
+            .filter(|id| after.is_none_or(|a| id.as_str() > a))
+            .collect();
+        ids.sort();
+        let limit = limit.max(1);
+        let next = (ids.len() > limit).then(|| ids[limit - 1].clone());
+        let records = ids
+            .into_iter()
+            .take(limit)
+            .filter_map(|id| rows.get(id))
+            .filter(|c| !c.is_live(now_secs))
+            .cloned()
+            .collect();
+        Ok(ExpiredPage::new(records, next))
+    }
+
+    async fn remove_expired(
+        &self,
+        connection_id: &str,
+        now_secs: i64,
+    ) -> Result<Option<Connection>, StoreError> {
+        let mut rows = self.rows();
+        if rows
+            .get(connection_id)
+            .is_some_and(|c| !c.is_live(now_secs))
+        {
+            let removed = rows.remove(connection_id);
+            drop(rows);
+            self.counters().remove(connection_id);
+            return Ok(removed);
+        }
+        Ok(None)
     }
 
     async fn count_message(

@@ -67,6 +67,23 @@ impl Connection {
     }
 }
 
+/// One page of expired records (see [`ConnectionStore::expired_page`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ExpiredPage {
+    /// Expired records of this page.
+    pub records: Vec<Connection>,
+    /// The cursor of the next page, if any.
+    pub next: Option<String>,
+}
+
+impl ExpiredPage {
+    /// A page of `records`, followed by `next`.
+    pub fn new(records: Vec<Connection>, next: Option<String>) -> Self {
+        ExpiredPage { records, next }
+    }
+}
+
 /// A store operation failed.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -118,8 +135,26 @@ pub trait ConnectionStore: Send + Sync + 'static {
     /// Every live record.
     async fn list(&self) -> Result<Vec<Connection>, StoreError>;
 
-    /// Every record whose `ttl` has passed but is still stored (for the sweeper).
+    /// Every record whose `ttl` has passed but is still stored.
     async fn list_expired(&self) -> Result<Vec<Connection>, StoreError>;
+
+    /// One page of records with `ttl <= now_secs` (strongly consistent), in key order after
+    /// connection id `after`. `next` is where the following page starts (`None`: done).
+    /// A page may hold fewer than `limit` records, even none, and still have a `next`.
+    async fn expired_page(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+        now_secs: i64,
+    ) -> Result<ExpiredPage, StoreError>;
+
+    /// Deletes the record only if it is still expired (`ttl <= now_secs`), returning it as
+    /// it was; `None` when it is live again or already gone (then someone else owns it).
+    async fn remove_expired(
+        &self,
+        connection_id: &str,
+        now_secs: i64,
+    ) -> Result<Option<Connection>, StoreError>;
 
     /// Counts one inbound message in the rate window starting at `window_start_ms` and
     /// returns the count in that window (1 for its first message), or `None` when the

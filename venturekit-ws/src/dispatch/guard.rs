@@ -1,0 +1,67 @@
+//! The auth guard (a live, authenticated record before any guarded user code runs) and the
+//! per-connection rate window.
+
+use super::{Dispatcher, NO_RECORD};
+use crate::clock::now_ms;
+use crate::protocol::ErrorCode;
+use crate::store::Connection;
+
+impl Dispatcher {
+    /// Counts the message in the connection's rate window. Fails open on a store error: a
+    /// counter that cannot be updated never blocks legitimate traffic.
+    pub(super) async fn rate_check(&self, id: &str) -> RateCheck {
+        if self.limits.burst == 0 {
+            return RateCheck::Allowed;
+        }
+        let window = now_ms() / self.limits.window_ms * self.limits.window_ms;
+        match self.store.count_message(id, window).await {
+            Ok(Some(count)) if count > self.limits.burst => RateCheck::Limited,
+            Ok(Some(_)) => RateCheck::Allowed,
+            Ok(None) => RateCheck::NoRecord,
+            Err(e) => {
+                tracing::warn!(connection_id = id, error = %e, "rate counter failed; message allowed");
+                RateCheck::Allowed
+            }
+        }
+    }
+    /// The auth guard: the caller's record must be live and authenticated. A connection
+    /// with no live record (window or session over, or removed) is to be closed.
+    pub(super) async fn guard(&self, id: &str) -> Result<Connection, Refusal> {
+        match self.store.get(id).await {
+            Ok(Some(record)) if record.authenticated => Ok(record),
+            Ok(Some(_)) => Err(Refusal {
+                code: ErrorCode::Unauthorized,
+                message: "authenticate first: send {\"action\":\"auth\",\"token\":\"<jwt>\"}",
+                close: false,
+            }),
+            Ok(None) => Err(Refusal {
+                code: ErrorCode::Unauthorized,
+                message: NO_RECORD,
+                close: true,
+            }),
+            // Our infrastructure failed, not the client: retryable, and the socket stays open.
+            Err(e) => {
+                tracing::error!(connection_id = id, error = %e, "guard: reading the record failed");
+                Err(Refusal {
+                    code: ErrorCode::Internal,
+                    message: "could not verify the connection; try again",
+                    close: false,
+                })
+            }
+        }
+    }
+}
+
+pub(super) struct Refusal {
+    pub(super) code: ErrorCode,
+    pub(super) message: &'static str,
+    pub(super) close: bool,
+}
+
+/// What the rate window says about a message.
+pub(super) enum RateCheck {
+    Allowed,
+    Limited,
+    /// The connection has no live record.
+    NoRecord,
+}

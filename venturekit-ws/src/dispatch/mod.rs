@@ -1,0 +1,351 @@
+//! The dispatcher: `$connect`, `$disconnect` and `$default`, routing, typed decoding and
+//! the error replies.
+//!
+//! One concept per file: [`envelope`](self) reads the `action` without decoding the rest,
+//! `guard.rs` holds the auth guard and the rate window, `auth.rs` the built-in `auth`
+//! action, `sweep.rs` the sweeper of expired connections.
+
+mod auth;
+mod envelope;
+mod guard;
+mod sweep;
+
+pub(crate) use sweep::DEADLINE_MARGIN as sweep_deadline_margin;
+pub use sweep::{SWEEP_PAGE, SweepOptions, SweepReport};
+
+use envelope::envelope;
+use guard::RateCheck;
+
+use crate::action::ActionDef;
+use crate::auth::TokenVerifier;
+use crate::clock::{now_ms, now_secs};
+use crate::ctx::Ctx;
+use crate::delivery::{Delivery, DeliveryError};
+use crate::event::{RequestInfo, Route, WebSocketEvent, WebSocketResponse, response};
+use crate::messaging::Connections;
+use crate::protocol::{self, ErrorCode, MAX_MESSAGE_BYTES};
+use crate::store::{Connection, ConnectionStore, StoreError};
+use futures_util::FutureExt;
+use std::collections::HashMap;
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+
+/// Runs API Gateway WebSocket events through the registered actions.
+pub struct Dispatcher {
+    actions: HashMap<&'static str, ActionDef>,
+    verifier: TokenVerifier,
+    store: Arc<dyn ConnectionStore>,
+    auth_timeout_secs: i64,
+    session_ttl_secs: i64,
+    trust_client_tenant: bool,
+    fanout_concurrency: usize,
+    limits: Limits,
+    selection_field: String,
+}
+
+/// Abuse limits applied before any routing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Messages per window (0 = unlimited).
+    pub burst: u32,
+    /// Window length in milliseconds.
+    pub window_ms: i64,
+    /// Failed `auth` attempts before the connection is closed.
+    pub max_auth_failures: u32,
+    /// Longest accepted token.
+    pub max_token_bytes: usize,
+}
+
+impl Limits {
+    /// The limits of `config`.
+    pub fn from_config(config: &crate::Config) -> Self {
+        let rate = config.rate_limit_per_sec;
+        Limits {
+            burst: if rate == 0 {
+                0
+            } else {
+                config.rate_limit_burst
+            },
+            window_ms: if rate == 0 {
+                1000
+            } else {
+                (i64::from(config.rate_limit_burst) * 1000 / i64::from(rate)).max(1)
+            },
+            max_auth_failures: config.max_auth_failures,
+            max_token_bytes: config.max_token_bytes,
+        }
+    }
+}
+
+impl std::fmt::Debug for Dispatcher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut names: Vec<_> = self.actions.keys().collect();
+        names.sort();
+        f.debug_struct("Dispatcher")
+            .field("actions", &names)
+            .field("auth_timeout_secs", &self.auth_timeout_secs)
+            .field("session_ttl_secs", &self.session_ttl_secs)
+            .finish_non_exhaustive()
+    }
+}
+/// Settings of a [`Dispatcher`].
+pub struct DispatcherParts {
+    /// The registered actions (already checked for duplicates).
+    pub actions: Vec<ActionDef>,
+    /// Token verification.
+    pub verifier: TokenVerifier,
+    /// Where connection records live.
+    pub store: Arc<dyn ConnectionStore>,
+    /// The unauthenticated window, seconds.
+    pub auth_timeout_secs: i64,
+    /// The authenticated record lifetime, seconds.
+    pub session_ttl_secs: i64,
+    /// Trust a client-requested tenant when the token has no tenant claim (insecure).
+    pub trust_client_tenant: bool,
+    /// Posts in flight per fan-out.
+    pub fanout_concurrency: usize,
+    /// Abuse limits.
+    pub limits: Limits,
+    /// The message field that selects the action (`$request.body.<field>`), usually `action`.
+    pub selection_field: String,
+}
+
+impl Dispatcher {
+    /// Builds a dispatcher. Duplicate or reserved names are errors.
+    pub fn new(parts: DispatcherParts) -> Result<Self, crate::Error> {
+        let mut actions = HashMap::with_capacity(parts.actions.len());
+        for def in parts.actions {
+            if def.name().is_empty() || crate::action::RESERVED_NAMES.contains(&def.name()) {
+                return Err(crate::Error::ReservedAction(def.name().to_owned()));
+            }
+            if actions.insert(def.name(), def).is_some() {
+                return Err(crate::Error::DuplicateAction(def.name().to_owned()));
+            }
+        }
+        Ok(Dispatcher {
+            actions,
+            verifier: parts.verifier,
+            store: parts.store,
+            auth_timeout_secs: parts.auth_timeout_secs,
+            session_ttl_secs: parts.session_ttl_secs,
+            trust_client_tenant: parts.trust_client_tenant,
+            fanout_concurrency: parts.fanout_concurrency,
+            limits: parts.limits,
+            selection_field: parts.selection_field,
+        })
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Arc<dyn ConnectionStore> {
+        &self.store
+    }
+
+    /// Messaging through `delivery`.
+    pub fn connections(&self, delivery: Arc<dyn Delivery>) -> Connections {
+        Connections::new(self.store.clone(), delivery).with_concurrency(self.fanout_concurrency)
+    }
+
+    /// Handles one API Gateway WebSocket event. Client mistakes are answered to the client
+    /// and still return 200; only a store failure on `$connect` returns 500 (API Gateway
+    /// then refuses the connection).
+    pub async fn handle(
+        &self,
+        event: &WebSocketEvent,
+        delivery: Arc<dyn Delivery>,
+    ) -> WebSocketResponse {
+        let Some(request) = RequestInfo::of(event) else {
+            tracing::warn!("event without requestContext.connectionId ignored");
+            return response(400);
+        };
+        match Route::of(event) {
+            Route::Connect => {
+                let connected_at = match event.request_context.connected_at {
+                    0 => now_ms(),
+                    at => at,
+                };
+                match self.connect(&request.connection_id, connected_at).await {
+                    Ok(()) => response(200),
+                    Err(e) => {
+                        tracing::error!(connection_id = %request.connection_id, error = %e, "$connect: saving the record failed");
+                        response(500)
+                    }
+                }
+            }
+            Route::Disconnect => {
+                self.disconnect(&request.connection_id).await;
+                response(200)
+            }
+            Route::Message => {
+                let connections = self.connections(delivery);
+                if event.is_base64_encoded {
+                    let frame = protocol::error_frame(
+                        None,
+                        ErrorCode::BadRequest,
+                        "binary messages are not supported",
+                    );
+                    reply(&connections, &request.connection_id, &frame).await;
+                } else {
+                    let body = event.body.as_deref().unwrap_or("");
+                    self.message(&connections, request, body).await;
+                }
+                response(200)
+            }
+        }
+    }
+
+    /// `$connect`: saves an unauthenticated record that expires after the auth window.
+    pub async fn connect(
+        &self,
+        connection_id: &str,
+        connected_at_ms: i64,
+    ) -> Result<(), StoreError> {
+        let record = Connection::unauthenticated(
+            connection_id,
+            connected_at_ms,
+            now_secs() + self.auth_timeout_secs,
+        );
+        self.store.save(&record).await
+    }
+
+    /// `$disconnect`: removes the record (best effort; stale rows are harmless).
+    pub async fn disconnect(&self, connection_id: &str) {
+        if let Err(e) = self.store.remove(connection_id).await {
+            tracing::warn!(connection_id, error = %e, "$disconnect: removing the record failed");
+        }
+    }
+
+    /// `$default`: one message from a client.
+    pub async fn message(&self, connections: &Connections, request: RequestInfo, body: &str) {
+        let id = request.connection_id.clone();
+        if body.len() > MAX_MESSAGE_BYTES {
+            let frame =
+                protocol::error_frame(None, ErrorCode::PayloadTooLarge, "message exceeds 128 KB");
+            return reply(connections, &id, &frame).await;
+        }
+        let parsed = envelope(body, &self.selection_field);
+        match self.rate_check(&id).await {
+            RateCheck::Allowed => {}
+            RateCheck::Limited => {
+                let requested = parsed.as_ref().ok().map(String::as_str);
+                let frame = protocol::error_frame(
+                    requested,
+                    ErrorCode::RateLimited,
+                    "too many messages; slow down",
+                );
+                return reply(connections, &id, &frame).await;
+            }
+            RateCheck::NoRecord => {
+                // The record is gone (swept without a management endpoint, or a close that
+                // failed) but the socket is open: no limit could apply, so it may not talk.
+                let requested = parsed.as_ref().ok().map(String::as_str);
+                let frame = match requested {
+                    // `auth` keeps its own reply shape.
+                    Some("auth") => protocol::auth_failure(ErrorCode::Unauthorized, NO_RECORD),
+                    _ => protocol::error_frame(requested, ErrorCode::Unauthorized, NO_RECORD),
+                };
+                reply(connections, &id, &frame).await;
+                return close(connections, &id).await;
+            }
+        }
+        let action = match parsed {
+            Ok(action) => action,
+            Err(message) => {
+                let frame = protocol::error_frame(None, ErrorCode::BadRequest, &message);
+                return reply(connections, &id, &frame).await;
+            }
+        };
+        match action.as_str() {
+            "auth" => self.auth(connections, &id, body).await,
+            "ping" => reply(connections, &id, &protocol::pong(chrono::Utc::now())).await,
+            name => match self.actions.get(name) {
+                Some(def) => self.run_action(connections, request, *def, body).await,
+                None => {
+                    let frame = protocol::error_frame(
+                        Some(name),
+                        ErrorCode::UnknownAction,
+                        &format!("unknown action `{}`", protocol::clip(name, 64)),
+                    );
+                    reply(connections, &id, &frame).await
+                }
+            },
+        }
+    }
+    async fn run_action(
+        &self,
+        connections: &Connections,
+        request: RequestInfo,
+        def: ActionDef,
+        body: &str,
+    ) {
+        let id = request.connection_id.clone();
+        let name = def.name();
+        let error = |code, message: &str| protocol::error_frame(Some(name), code, message);
+        let record = if def.is_public() {
+            None
+        } else {
+            match self.guard(&id).await {
+                Ok(record) => Some(record),
+                Err(refusal) => {
+                    reply(connections, &id, &error(refusal.code, refusal.message)).await;
+                    if refusal.close {
+                        close(connections, &id).await;
+                    }
+                    return;
+                }
+            }
+        };
+        let ctx = Ctx::new(request, name, record, connections.clone());
+        let future = match def.invoke(ctx, body) {
+            Ok(future) => future,
+            Err(message) => {
+                return reply(connections, &id, &error(ErrorCode::BadRequest, &message)).await;
+            }
+        };
+        let outcome = match AssertUnwindSafe(future).catch_unwind().await {
+            Ok(outcome) => outcome,
+            Err(_) => {
+                tracing::error!(connection_id = %id, action = name, "handler panicked");
+                Err(crate::WsError::new(
+                    ErrorCode::Internal,
+                    crate::error::INTERNAL_MESSAGE,
+                ))
+            }
+        };
+        match outcome {
+            Ok(None) => {}
+            Ok(Some(text)) if text.len() > MAX_MESSAGE_BYTES => {
+                tracing::warn!(connection_id = %id, action = name, bytes = text.len(), "reply exceeds 128 KB");
+                let frame = error(
+                    ErrorCode::PayloadTooLarge,
+                    "the reply exceeds API Gateway's 128 KB limit",
+                );
+                reply(connections, &id, &frame).await
+            }
+            Ok(Some(text)) => reply(connections, &id, &text).await,
+            Err(err) => {
+                if err.code() == ErrorCode::Internal {
+                    tracing::error!(connection_id = %id, action = name, error = %err, "handler failed");
+                } else {
+                    tracing::debug!(connection_id = %id, action = name, error = %err, "handler refused");
+                }
+                reply(connections, &id, &error(err.code(), err.message())).await
+            }
+        }
+    }
+}
+
+async fn close(connections: &Connections, id: &str) {
+    if let Err(e) = connections.close(id).await {
+        tracing::warn!(connection_id = id, error = %e, "closing an expired connection failed");
+    }
+}
+
+async fn reply(connections: &Connections, id: &str, frame: &str) {
+    match connections.post_text(id, frame).await {
+        Ok(()) | Err(DeliveryError::Gone) => {}
+        Err(e) => tracing::warn!(connection_id = id, error = %e, "posting a reply failed"),
+    }
+}
+
+/// The refusal for a connection whose record is gone or expired.
+const NO_RECORD: &str = "the connection's authentication window or session has expired; reconnect";
