@@ -10,6 +10,10 @@ use std::time::Duration;
 /// Lambda mode never falls back to it.
 pub const DEV_SECRET: &str = "venturekit-ws-dev-secret-do-not-use-in-production";
 
+/// Default number of management API posts in flight during a fan-out
+/// (`VK_WS_FANOUT_CONCURRENCY`).
+pub const DEFAULT_FANOUT_CONCURRENCY: usize = 32;
+
 /// How tokens are verified.
 #[derive(Clone)]
 pub enum JwtKey {
@@ -105,7 +109,7 @@ impl Default for Config {
             session_ttl: Duration::from_secs(7200),
             listen: SocketAddr::from(([127, 0, 0, 1], 3001)),
             management_endpoint: None,
-            fanout_concurrency: crate::messaging::DEFAULT_FANOUT_CONCURRENCY,
+            fanout_concurrency: DEFAULT_FANOUT_CONCURRENCY,
             delivery_timeout: Duration::from_secs(3),
             scan_segments: 1,
             rate_limit_per_sec: 20,

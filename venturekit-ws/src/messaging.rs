@@ -9,8 +9,7 @@ use futures_util::StreamExt;
 use serde::Serialize;
 use std::sync::Arc;
 
-/// Default number of posts in flight during a fan-out.
-pub const DEFAULT_FANOUT_CONCURRENCY: usize = 32;
+pub use crate::config::DEFAULT_FANOUT_CONCURRENCY;
 
 /// Which connections a fan-out may reach.
 #[derive(Debug, Clone, PartialEq, Eq)]

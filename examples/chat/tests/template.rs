@@ -9,7 +9,7 @@ use std::path::PathBuf;
 const CODE_URI: &str = "../../../target/lambda/arm64/chat/";
 
 fn committed(env: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(format!("deploy/{env}.yaml"))
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(format!("deploy/{env}.json"))
 }
 
 #[test]
@@ -20,7 +20,7 @@ fn committed_templates_are_up_to_date() {
         let on_disk = std::fs::read_to_string(committed(env)).unwrap_or_default();
         assert!(
             generated == on_disk,
-            "examples/chat/deploy/{env}.yaml is stale: regenerate with\n  cargo run -p chat -- template --env {env} --out examples/chat/deploy/{env}.yaml"
+            "examples/chat/deploy/{env}.json is stale: regenerate with\n  cargo run -p chat -- template --env {env} --out examples/chat/deploy/{env}.json"
         );
     }
 }

@@ -1,5 +1,7 @@
-//! Deployment: per-environment settings (`venturekit.toml`) and the generated AWS SAM
-//! template.
+//! Deployment: per-environment settings (`venturekit.toml`) and, with the cargo feature
+//! `deploy`, the generated AWS SAM template (JSON, which SAM and CloudFormation read as they
+//! read YAML). The settings are read at run time (route selection, idle timeout, throttling);
+//! the template writer is only needed on a developer's machine, so Lambda builds leave it out.
 //!
 //! ```toml
 //! [app]
@@ -23,9 +25,10 @@
 //! Unknown keys, unknown presets and out-of-range values are errors that name the file, the
 //! key and the allowed values.
 
+#[cfg(feature = "deploy")]
 mod template;
-mod yaml;
 
+#[cfg(feature = "deploy")]
 pub use template::{template, template_value};
 
 use serde::Deserialize;

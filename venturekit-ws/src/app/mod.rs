@@ -1,0 +1,247 @@
+//! [`App`]: the builder — registration, configuration, the dispatcher and the local server.
+//!
+//! The command line (`serve`, `token`, `template`) is in `cli.rs`, template writing in
+//! `template.rs` (cargo feature `deploy`).
+
+mod cli;
+#[cfg(feature = "deploy")]
+mod template;
+
+use crate::action::ActionDef;
+use crate::auth::{JwksVerifier, TokenVerifier, Verifier};
+use crate::config::{Config, DEV_SECRET, JwtKey};
+use crate::deploy::{DeployConfig, EnvConfig};
+use crate::dispatch::{Dispatcher, DispatcherParts};
+use crate::error::Error;
+use crate::local::LocalServer;
+use crate::store::{ConnectionStore, MemoryStore};
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+/// A WebSocket application: actions plus configuration.
+///
+/// ```no_run
+/// # use venturekit_ws::{App, actions, ws_action, Ctx, WsError};
+/// #[ws_action("hello")]
+/// async fn hello(ctx: Ctx) -> Result<String, WsError> {
+///     Ok(format!("hello, {}", ctx.user_id().unwrap_or("stranger")))
+/// }
+///
+/// #[tokio::main]
+/// async fn main() -> Result<(), venturekit_ws::Error> {
+///     App::from_env()?.actions(actions![hello]).run().await
+/// }
+/// ```
+pub struct App {
+    config: Config,
+    actions: Vec<ActionDef>,
+    trust_client_tenant: bool,
+    store: Option<Arc<dyn ConnectionStore>>,
+    deploy: Option<DeployConfig>,
+    name: Option<String>,
+}
+
+impl std::fmt::Debug for App {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("App")
+            .field("config", &self.config)
+            .field("actions", &self.actions)
+            .field("trust_client_tenant", &self.trust_client_tenant)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Where the dispatcher will run; decides the JWT key fallback.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// The local server: without a configured key, the public dev secret is used (with a warning).
+    Local,
+    /// AWS Lambda: a key must be configured.
+    Lambda,
+}
+impl App {
+    /// An app configured from the `VK_WS_*` environment variables.
+    pub fn from_env() -> Result<Self, Error> {
+        Ok(Self::new(Config::from_env()?))
+    }
+
+    /// An app with an explicit configuration.
+    pub fn new(config: Config) -> Self {
+        App {
+            config,
+            actions: Vec::new(),
+            trust_client_tenant: false,
+            store: None,
+            deploy: None,
+            name: None,
+        }
+    }
+
+    /// The cargo package/binary name, used in hints and generated templates (default: the
+    /// running executable's name).
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.name = Some(name.into());
+        self
+    }
+
+    /// Registers the per-environment settings of `venturekit.toml` (usually embedded with
+    /// `include_str!`, so Lambda and the local server use the same file). Invalid settings
+    /// are an error naming the file, key and allowed range.
+    ///
+    /// The environment comes from `--env`, else `VK_WS_ENV`, else `dev` when defined.
+    pub fn deploy_config(mut self, file: &str, text: &str) -> Result<Self, Error> {
+        self.deploy =
+            Some(DeployConfig::parse(file, text).map_err(|e| Error::Config(e.to_string()))?);
+        Ok(self)
+    }
+
+    /// The selected environment's settings, if a `venturekit.toml` is registered.
+    pub fn environment(&self) -> Result<Option<&EnvConfig>, Error> {
+        let config_error = |e: crate::deploy::DeployError| Error::Config(e.to_string());
+        match (&self.deploy, &self.config.env) {
+            (Some(deploy), Some(name)) => deploy.env(name).map(Some).map_err(config_error),
+            (Some(deploy), None) => Ok(deploy.envs.get("dev")),
+            (None, Some(name)) => Err(Error::Config(format!(
+                "VK_WS_ENV={name}, but the app registers no venturekit.toml (App::deploy_config)"
+            ))),
+            (None, None) => Ok(None),
+        }
+    }
+
+    /// Registers actions (usually `actions![a, b, c]`). Duplicates are reported when the
+    /// app starts.
+    pub fn actions(mut self, defs: impl IntoIterator<Item = ActionDef>) -> Self {
+        self.actions.extend(defs);
+        self
+    }
+
+    /// Registers one action.
+    pub fn action(mut self, def: ActionDef) -> Self {
+        self.actions.push(def);
+        self
+    }
+
+    /// **Insecure.** Lets a token without a tenant claim join whatever tenant the client
+    /// asks for. Only for apps where tenants are not a security boundary.
+    pub fn trust_client_tenant(mut self, trust: bool) -> Self {
+        self.trust_client_tenant = trust;
+        self
+    }
+
+    /// Uses `store` instead of the default for the mode.
+    pub fn store(mut self, store: Arc<dyn ConnectionStore>) -> Self {
+        self.store = Some(store);
+        self
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Mutable configuration (e.g. to shorten timeouts in tests).
+    pub fn config_mut(&mut self) -> &mut Config {
+        &mut self.config
+    }
+
+    fn token_verifier(&self, mode: Mode) -> Result<TokenVerifier, Error> {
+        if let Some(url) = &self.config.jwks_url {
+            return Ok(TokenVerifier::Jwks(JwksVerifier::new(url, &self.config)?));
+        }
+        let key = self.jwt_key(mode)?;
+        Ok(TokenVerifier::Key(Verifier::new(&key, &self.config)?))
+    }
+
+    fn jwt_key(&self, mode: Mode) -> Result<JwtKey, Error> {
+        match (&self.config.jwt_key, mode) {
+            (Some(key), _) => Ok(key.clone()),
+            (None, Mode::Local) => {
+                tracing::warn!(
+                    "VK_WS_JWT_SECRET is not set: using the public development secret. Never deploy like this."
+                );
+                Ok(JwtKey::Secret(DEV_SECRET.as_bytes().to_vec()))
+            }
+            (None, Mode::Lambda) => Err(Error::Config(
+                "no JWT configuration: set VK_WS_JWT_SECRET (HS256) or VK_WS_JWT_PUBLIC_KEY (PEM)"
+                    .into(),
+            )),
+        }
+    }
+
+    /// Builds the dispatcher, checking the registered actions.
+    pub fn dispatcher(&self, mode: Mode) -> Result<Dispatcher, Error> {
+        let verifier = self.token_verifier(mode)?;
+        let selection_field = match self.environment()? {
+            Some(env) => env.websocket.selection_field().to_owned(),
+            None => "action".to_owned(),
+        };
+        let store = match (&self.store, mode) {
+            (Some(store), _) => store.clone(),
+            (None, Mode::Local) => Arc::new(MemoryStore::new()),
+            (None, Mode::Lambda) => {
+                return Err(Error::Lambda(
+                    "no connection store: Lambda mode needs the DynamoDB store (an in-memory store would lose connections between invocations)".into(),
+                ));
+            }
+        };
+        Dispatcher::new(DispatcherParts {
+            actions: self.actions.clone(),
+            verifier,
+            store,
+            auth_timeout_secs: self.config.auth_timeout.as_secs() as i64,
+            session_ttl_secs: self.config.session_ttl.as_secs() as i64,
+            trust_client_tenant: self.trust_client_tenant,
+            fanout_concurrency: self.config.fanout_concurrency,
+            limits: crate::dispatch::Limits::from_config(&self.config),
+            selection_field,
+        })
+    }
+
+    /// Binds the local server on `addr` without serving yet (use port 0 in tests).
+    pub async fn local_server(&self, addr: SocketAddr) -> Result<LocalServer, Error> {
+        if self.config.jwt_key.is_none()
+            && !addr.ip().is_loopback()
+            && !self.config.allow_dev_secret
+        {
+            return Err(Error::Config(format!(
+                "refusing to listen on {addr} with the public dev secret: anyone could mint tokens. Set VK_WS_JWT_SECRET (or VK_WS_JWT_PUBLIC_KEY), or VK_WS_ALLOW_DEV_SECRET=1 if you really mean it"
+            )));
+        }
+        let dispatcher = self.dispatcher(Mode::Local)?;
+        let mut config = self.config.clone();
+        if let Some(env) = self.environment()? {
+            if !env.websocket.enabled {
+                return Err(Error::Config(format!(
+                    "websocket.enabled = false for env `{}`: nothing to serve",
+                    env.name
+                )));
+            }
+            // An explicit setting (VK_WS_IDLE_TIMEOUT_SEC, or set in code) wins over the file.
+            config.idle_timeout =
+                config
+                    .idle_timeout
+                    .or(Some(std::time::Duration::from_secs(u64::from(
+                        env.websocket.idle_timeout_sec,
+                    ))));
+            config.stage_throttle = Some((
+                env.websocket.throttle_rate_limit,
+                env.websocket.throttle_burst_limit,
+            ));
+        }
+        LocalServer::bind(dispatcher, &config, addr).await
+    }
+
+    fn binary_name(&self) -> String {
+        if let Some(name) = &self.name {
+            return name.clone();
+        }
+        std::env::args()
+            .next()
+            .and_then(|p| {
+                std::path::Path::new(&p)
+                    .file_stem()
+                    .map(|s| s.to_string_lossy().into_owned())
+            })
+            .unwrap_or_else(|| "app".into())
+    }
+}
