@@ -175,6 +175,30 @@ pub const fn str_eq(a: &str, b: &str) -> bool {
 /// Names the framework reserves: route keys and built-in actions.
 pub const RESERVED_NAMES: &[&str] = &["$connect", "$disconnect", "$default", "auth", "ping"];
 
+/// The prefix of the framework's own actions (`vk:join`, …); user action names may not
+/// start with it.
+pub const RESERVED_PREFIX: &str = "vk:";
+
+/// `vk:panic-probe`: a built-in action that panics, registered only when
+/// `VK_WS_PANIC_PROBE=1`. It lets you check a deployed artifact's panic strategy: built with
+/// `panic = "unwind"` the caller gets `internal` and the process serves on; built with
+/// "abort" the process dies. Never enable it in production.
+pub(crate) struct PanicProbe;
+
+impl Action for PanicProbe {
+    const NAME: &'static str = "vk:panic-probe";
+    const PUBLIC: bool = true;
+    type Message = serde::de::IgnoredAny;
+    fn call(_ctx: Ctx, _message: Self::Message) -> ActionFuture {
+        Box::pin(async {
+            #[allow(clippy::panic)]
+            {
+                panic!("vk:panic-probe: a deliberate panic (VK_WS_PANIC_PROBE=1)")
+            }
+        })
+    }
+}
+
 /// The first argument of a `#[ws_action]` handler: [`Ctx`].
 #[diagnostic::on_unimplemented(
     message = "the first argument of a `#[ws_action]` handler must be `venturekit_ws::Ctx`, not `{Self}`",

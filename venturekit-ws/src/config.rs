@@ -92,6 +92,9 @@ pub struct Config {
     /// `VK_WS_LOCAL_ORDERED=1` (local server): dispatch one connection's messages one after
     /// another, for debugging. Off by default: like API Gateway, messages run concurrently.
     pub local_ordered: bool,
+    /// `VK_WS_PANIC_PROBE=1`: registers the built-in `vk:panic-probe` action, which panics,
+    /// to check a build's panic strategy. Never in production.
+    pub panic_probe: bool,
 }
 
 impl Default for Config {
@@ -123,6 +126,7 @@ impl Default for Config {
             max_connection: Duration::from_secs(7200),
             local_api_token: None,
             local_ordered: false,
+            panic_probe: false,
         }
     }
 }
@@ -231,6 +235,9 @@ impl Config {
         config.local_api_token = var("VK_WS_LOCAL_API_TOKEN").map(|t| t.trim().to_owned());
         if let Some(v) = var("VK_WS_LOCAL_ORDERED") {
             config.local_ordered = matches!(v.trim(), "1" | "true" | "yes");
+        }
+        if let Some(v) = var("VK_WS_PANIC_PROBE") {
+            config.panic_probe = matches!(v.trim(), "1" | "true" | "yes");
         }
         if let Some(v) = var("VK_WS_SCAN_SEGMENTS") {
             config.scan_segments = number("VK_WS_SCAN_SEGMENTS", &v, 1, 64)? as u32;

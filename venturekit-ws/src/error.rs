@@ -124,7 +124,7 @@ pub enum Error {
     DuplicateAction(String),
     /// An action name is empty or reserved.
     #[error(
-        "invalid action name `{0}`: names must be non-empty and not one of `$connect`, `$disconnect`, `$default`, `auth`, `ping`"
+        "invalid action name `{0}`: names must be non-empty, not one of `$connect`, `$disconnect`, `$default`, `auth`, `ping`, and not start with `vk:`"
     )]
     ReservedAction(String),
     /// The local server could not bind or serve.

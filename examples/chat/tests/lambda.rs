@@ -24,7 +24,13 @@ impl Drop for Function {
 }
 
 fn clean_command() -> Command {
-    let mut cmd = Command::new(BIN);
+    clean_command_for(BIN)
+}
+
+/// `bin` with no VK_WS_* / AWS_* variables of the test's own environment, and the Lambda
+/// runtime's variables set.
+fn clean_command_for(bin: &str) -> Command {
+    let mut cmd = Command::new(bin);
     for (key, _) in std::env::vars() {
         if key.starts_with("VK_WS_") || key.starts_with("AWS_") {
             cmd.env_remove(key);
@@ -44,19 +50,28 @@ fn clean_command() -> Command {
 }
 
 fn start(runtime: &RuntimeApi, table: &str, mgmt: &ManagementServer) -> Function {
-    let child = clean_command()
-        .env("AWS_LAMBDA_RUNTIME_API", runtime.addr.to_string())
+    let child = with_lambda_env(clean_command(), runtime, table, mgmt)
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    Function(child)
+}
+
+fn with_lambda_env(
+    mut cmd: Command,
+    runtime: &RuntimeApi,
+    table: &str,
+    mgmt: &ManagementServer,
+) -> Command {
+    cmd.env("AWS_LAMBDA_RUNTIME_API", runtime.addr.to_string())
         .env("VK_WS_TABLE", table)
         .env("VK_WS_JWT_SECRET", SECRET)
         .env("AWS_ENDPOINT_URL_DYNAMODB", moto_endpoint())
         .env(
             "AWS_ENDPOINT_URL_APIGATEWAYMANAGEMENTAPI",
             mgmt.endpoint("dev"),
-        )
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    Function(child)
+        );
+    cmd
 }
 
 fn fixture() -> Value {
@@ -309,4 +324,70 @@ fn missing_jwt_configuration_is_a_clear_startup_error() {
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("VK_WS_JWT_SECRET"), "{stderr}");
+}
+
+/// Runs `bin` as the function with `VK_WS_PANIC_PROBE=1`: a panicking action must be
+/// answered `internal`, and the same process must serve the next invocation.
+async fn panics_are_contained(bin: &str) {
+    let client = dynamo_client();
+    let table = fresh_table(&client, "panic").await;
+    let runtime = RuntimeApi::start().await;
+    let mgmt = ManagementServer::start().await;
+    let log = std::env::temp_dir().join(format!("vk-panic-{:08x}.log", rand_suffix()));
+    let child = with_lambda_env(clean_command_for(bin), &runtime, &table, &mgmt)
+        .env("VK_WS_PANIC_PROBE", "1")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let mut function = Function(child);
+    ok(&runtime, connect("p1=")).await;
+    ok(
+        &runtime,
+        message("p1=", json!({"action": "vk:panic-probe"})),
+    )
+    .await;
+    let reply = mgmt.posts_to("p1=").pop().expect("the panic was answered");
+    assert_eq!(reply["action"], "error", "{reply}");
+    assert_eq!(reply["requestAction"], "vk:panic-probe", "{reply}");
+    assert_eq!(reply["error"]["code"], "internal", "{reply}");
+    ok(&runtime, message("p1=", json!({"action": "ping"}))).await;
+    let reply = mgmt.posts_to("p1=").pop().unwrap();
+    assert_eq!(
+        reply["action"], "pong",
+        "the same process served on: {reply}"
+    );
+    assert!(
+        function.0.try_wait().unwrap().is_none(),
+        "the function process is still alive"
+    );
+    let stderr = std::fs::read_to_string(&log).unwrap_or_default();
+    let _ = std::fs::remove_file(&log);
+    assert!(
+        !stderr.contains("panic = \"abort\""),
+        "built with panic = \"abort\":\n{stderr}"
+    );
+}
+
+fn rand_suffix() -> u32 {
+    std::process::id() ^ (now_secs() as u32)
+}
+
+#[tokio::test]
+async fn a_panicking_action_is_internal_and_the_function_serves_on() {
+    panics_are_contained(BIN).await;
+}
+
+/// The artifact users deploy: `.ci/run` builds it with `cargo lambda build --release` (which
+/// adds `panic = "abort"` unless the workspace sets `panic`) and runs this test with
+/// `VK_TEST_BOOTSTRAP=target/lambda/x86_64/chat/bootstrap -- --ignored`.
+#[tokio::test]
+#[ignore = "needs the cargo lambda build; .ci/run runs it with VK_TEST_BOOTSTRAP"]
+async fn the_cargo_lambda_bootstrap_keeps_panics_contained() {
+    let bin = std::env::var("VK_TEST_BOOTSTRAP").expect(
+        "set VK_TEST_BOOTSTRAP to the cargo lambda build output, e.g. target/lambda/x86_64/chat/bootstrap",
+    );
+    let bin =
+        std::fs::canonicalize(&bin).unwrap_or_else(|e| panic!("VK_TEST_BOOTSTRAP={bin}: {e}"));
+    panics_are_contained(bin.to_str().unwrap()).await;
 }

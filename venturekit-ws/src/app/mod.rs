@@ -184,7 +184,7 @@ impl App {
                 ));
             }
         };
-        Dispatcher::new(DispatcherParts {
+        let dispatcher = Dispatcher::new(DispatcherParts {
             actions: self.actions.clone(),
             verifier,
             store,
@@ -194,6 +194,14 @@ impl App {
             fanout_concurrency: self.config.fanout_concurrency,
             limits: crate::dispatch::Limits::from_config(&self.config),
             selection_field,
+        })?;
+        Ok(if self.config.panic_probe {
+            tracing::warn!(
+                "VK_WS_PANIC_PROBE=1: the action `vk:panic-probe` panics on purpose; never enable this in production"
+            );
+            dispatcher.with_builtin(ActionDef::of::<crate::action::PanicProbe>())
+        } else {
+            dispatcher
         })
     }
 

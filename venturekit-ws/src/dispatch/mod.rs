@@ -115,7 +115,10 @@ impl Dispatcher {
     pub fn new(parts: DispatcherParts) -> Result<Self, crate::Error> {
         let mut actions = HashMap::with_capacity(parts.actions.len());
         for def in parts.actions {
-            if def.name().is_empty() || crate::action::RESERVED_NAMES.contains(&def.name()) {
+            if def.name().is_empty()
+                || crate::action::RESERVED_NAMES.contains(&def.name())
+                || def.name().starts_with(crate::action::RESERVED_PREFIX)
+            {
                 return Err(crate::Error::ReservedAction(def.name().to_owned()));
             }
             if actions.insert(def.name(), def).is_some() {
@@ -133,6 +136,13 @@ impl Dispatcher {
             limits: parts.limits,
             selection_field: parts.selection_field,
         })
+    }
+
+    /// Registers one of the framework's own `vk:` actions (reserved names are refused for
+    /// user actions, not for these).
+    pub(crate) fn with_builtin(mut self, def: ActionDef) -> Self {
+        self.actions.insert(def.name(), def);
+        self
     }
 
     /// The store.
