@@ -268,3 +268,110 @@ async fn values_the_store_cannot_hold_are_refused_before_it() {
     let reply = c.auth(&empty_tenant).await;
     assert_eq!(reply["error"]["code"], "invalid_token", "{reply}");
 }
+
+/// Answers 410 Gone for every post.
+struct AllGone;
+
+#[async_trait::async_trait]
+impl venturekit_ws::Delivery for AllGone {
+    async fn post(&self, _: &str, _: &str) -> Result<(), venturekit_ws::DeliveryError> {
+        Err(venturekit_ws::DeliveryError::Gone)
+    }
+    async fn close(&self, _: &str) -> Result<(), venturekit_ws::DeliveryError> {
+        Err(venturekit_ws::DeliveryError::Gone)
+    }
+}
+
+/// A store whose `remove` waits until `parties` removes are in flight at once: a fan-out
+/// that deleted gone records one at a time would never get there.
+struct ParallelRemoves {
+    inner: MemoryStore,
+    barrier: tokio::sync::Barrier,
+}
+
+#[async_trait::async_trait]
+impl ConnectionStore for ParallelRemoves {
+    async fn save(&self, c: &Connection) -> Result<(), StoreError> {
+        self.inner.save(c).await
+    }
+    async fn authenticate(
+        &self,
+        id: &str,
+        identity: &Identity,
+        ttl: i64,
+    ) -> Result<Connection, StoreError> {
+        self.inner.authenticate(id, identity, ttl).await
+    }
+    async fn remove(&self, id: &str) -> Result<(), StoreError> {
+        tokio::time::timeout(std::time::Duration::from_secs(10), self.barrier.wait())
+            .await
+            .map_err(|_| StoreError::Backend("gone records were removed one at a time".into()))?;
+        self.inner.remove(id).await
+    }
+    async fn get(&self, id: &str) -> Result<Option<Connection>, StoreError> {
+        self.inner.get(id).await
+    }
+    async fn get_by_user(&self, user: &str) -> Result<Vec<Connection>, StoreError> {
+        self.inner.get_by_user(user).await
+    }
+    async fn get_by_tenant(&self, tenant: &str) -> Result<Vec<Connection>, StoreError> {
+        self.inner.get_by_tenant(tenant).await
+    }
+    async fn list(&self) -> Result<Vec<Connection>, StoreError> {
+        self.inner.list().await
+    }
+    async fn list_expired(&self) -> Result<Vec<Connection>, StoreError> {
+        self.inner.list_expired().await
+    }
+    async fn expired_page(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+        now: i64,
+    ) -> Result<ExpiredPage, StoreError> {
+        self.inner.expired_page(after, limit, now).await
+    }
+    async fn remove_expired(&self, id: &str, now: i64) -> Result<Option<Connection>, StoreError> {
+        self.inner.remove_expired(id, now).await
+    }
+    async fn count_message(&self, id: &str, window: i64) -> Result<Option<u32>, StoreError> {
+        self.inner.count_message(id, window).await
+    }
+    async fn count_auth_failure(&self, id: &str) -> Result<Option<u32>, StoreError> {
+        self.inner.count_auth_failure(id).await
+    }
+}
+
+#[tokio::test]
+async fn gone_records_are_removed_in_parallel_during_a_fan_out() {
+    const GONE: usize = 8;
+    let store = Arc::new(ParallelRemoves {
+        inner: MemoryStore::new(),
+        barrier: tokio::sync::Barrier::new(GONE),
+    });
+    let now = venturekit_ws::clock::now_secs();
+    let identity = Identity {
+        user_id: "stale".into(),
+        tenant_id: Some("acme".into()),
+        email: None,
+    };
+    for i in 0..GONE {
+        let id = format!("stale{i}=");
+        store
+            .save(&Connection::unauthenticated(id.as_str(), 1, now + 60))
+            .await
+            .unwrap();
+        store.authenticate(&id, &identity, now + 600).await.unwrap();
+    }
+    let connections =
+        venturekit_ws::Connections::new(store.clone(), Arc::new(AllGone)).with_concurrency(GONE);
+    let report = connections
+        .send_to_tenant("acme", &json!({"action": "notice"}))
+        .await
+        .unwrap();
+    assert_eq!(report.gone, GONE, "{report:?}");
+    assert!(
+        store.inner.get_by_tenant("acme").await.unwrap().is_empty(),
+        "every gone record was removed, {GONE} at once"
+    );
+}
