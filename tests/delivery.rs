@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 use venturekit_ws::aws::{DynamoStore, ManagementApi, RetryPolicy};
 use venturekit_ws::clock::now_secs;
 use venturekit_ws::{
-    Config, Connection, ConnectionStore, Connections, Delivery, DeliveryError, Identity,
-    MessagingError, Mode, Scope,
+    Config, Connection, ConnectionStore, Delivery, DeliveryError, Identity, MessagingError,
+    Messenger, Mode, Scope,
 };
 use venturekit_ws_tests::aws::*;
 use venturekit_ws_tests::{chat_app, config};
@@ -45,9 +45,9 @@ async fn rig(label: &str) -> Rig {
 }
 
 impl Rig {
-    fn connections(&self) -> Connections {
+    fn connections(&self) -> Messenger {
         let endpoint = self.api.configured_endpoint().unwrap();
-        Connections::new(self.store.clone(), self.api.delivery(&endpoint))
+        Messenger::new(self.store.clone(), self.api.delivery(&endpoint))
     }
 
     async fn user(&self, id: &str, user: &str, tenant: Option<&str>) {
@@ -60,6 +60,7 @@ impl Rig {
             user_id: user.into(),
             tenant_id: tenant.map(String::from),
             email: None,
+            claims: Default::default(),
         };
         self.store
             .authenticate(id, &identity, now + 600)
@@ -230,7 +231,7 @@ async fn the_sweeper_closes_expired_connections_through_the_management_api() {
         .unwrap();
     let endpoint = rig.api.configured_endpoint().unwrap();
     let report = dispatcher
-        .sweep(&dispatcher.connections(rig.api.delivery(&endpoint)))
+        .sweep(&dispatcher.messenger(rig.api.delivery(&endpoint)))
         .await
         .unwrap();
     assert_eq!(report.expired, 2);

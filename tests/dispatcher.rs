@@ -261,6 +261,7 @@ async fn authed(h: &Harness, id: &str, user: &str, tenant: Option<&str>) {
         user_id: user.into(),
         tenant_id: tenant.map(String::from),
         email: None,
+        claims: Default::default(),
     };
     h.store
         .authenticate(id, &identity, now_secs() + 100)
@@ -285,7 +286,17 @@ async fn gone_devices_are_removed_and_reported_not_delivered() {
         h.delivery.last_to(ID),
         json!({"action": "send", "delivered": 1})
     );
-    assert_eq!(h.delivery.posts_to("bob-phone=").len(), 1);
+    let to_phone = h.delivery.posts_to("bob-phone=");
+    assert_eq!(
+        to_phone.iter().filter(|f| f["action"] == "message").count(),
+        1,
+        "{to_phone:?}"
+    );
+    // The chat's disconnect hook told the scope why the stale device left.
+    assert!(
+        to_phone.contains(&json!({"action": "left", "userId": "bob", "reason": "gone"})),
+        "{to_phone:?}"
+    );
     // Only the gone connection's record was removed.
     assert!(h.store.get("bob-stale=").await.unwrap().is_none());
     assert!(h.store.get("bob-phone=").await.unwrap().is_some());
@@ -303,7 +314,7 @@ async fn the_sweeper_closes_expired_records_only() {
         .save(&Connection::unauthenticated("fresh=", 1, now_secs() + 30))
         .await
         .unwrap();
-    let connections = h.dispatcher.connections(h.delivery.clone());
+    let connections = h.dispatcher.messenger(h.delivery.clone());
     let report = h.dispatcher.sweep(&connections).await.unwrap();
     assert_eq!(report.expired, 1);
     assert_eq!(report.closed, 1);

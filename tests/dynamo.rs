@@ -21,6 +21,7 @@ fn identity(user: &str, tenant: Option<&str>, email: Option<&str>) -> Identity {
         user_id: user.into(),
         tenant_id: tenant.map(String::from),
         email: email.map(String::from),
+        claims: Default::default(),
     }
 }
 

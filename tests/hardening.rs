@@ -16,19 +16,18 @@ use serde_json::{Value, json};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use venturekit_ws::auth::Identity;
-use venturekit_ws::store::ExpiredPage;
 use venturekit_ws::{Connection, ConnectionStore, MemoryStore, StoreError};
 use venturekit_ws_tests::*;
 
-/// A memory store whose reads can be made to fail, as an unreachable DynamoDB would.
+/// Makes every store call fail while `down` is set, as an unreachable DynamoDB would.
 #[derive(Default)]
-struct FlakyStore {
-    inner: MemoryStore,
+struct Outage {
     down: AtomicBool,
 }
 
-impl FlakyStore {
-    fn check(&self) -> Result<(), StoreError> {
+#[async_trait::async_trait]
+impl Interpose for Outage {
+    async fn before(&self, _op: &'static str) -> Result<(), StoreError> {
         if self.down.load(Ordering::SeqCst) {
             Err(StoreError::Backend("connection refused (test)".into()))
         } else {
@@ -37,66 +36,11 @@ impl FlakyStore {
     }
 }
 
-#[async_trait::async_trait]
-impl ConnectionStore for FlakyStore {
-    async fn save(&self, c: &Connection) -> Result<(), StoreError> {
-        self.check()?;
-        self.inner.save(c).await
-    }
-    async fn authenticate(
-        &self,
-        id: &str,
-        identity: &Identity,
-        ttl: i64,
-    ) -> Result<Connection, StoreError> {
-        self.check()?;
-        self.inner.authenticate(id, identity, ttl).await
-    }
-    async fn remove(&self, id: &str) -> Result<(), StoreError> {
-        self.check()?;
-        self.inner.remove(id).await
-    }
-    async fn get(&self, id: &str) -> Result<Option<Connection>, StoreError> {
-        self.check()?;
-        self.inner.get(id).await
-    }
-    async fn get_by_user(&self, user: &str) -> Result<Vec<Connection>, StoreError> {
-        self.check()?;
-        self.inner.get_by_user(user).await
-    }
-    async fn get_by_tenant(&self, tenant: &str) -> Result<Vec<Connection>, StoreError> {
-        self.check()?;
-        self.inner.get_by_tenant(tenant).await
-    }
-    async fn list(&self) -> Result<Vec<Connection>, StoreError> {
-        self.check()?;
-        self.inner.list().await
-    }
-    async fn list_expired(&self) -> Result<Vec<Connection>, StoreError> {
-        self.check()?;
-        self.inner.list_expired().await
-    }
-    async fn expired_page(
-        &self,
-        after: Option<&str>,
-        limit: usize,
-        now: i64,
-    ) -> Result<ExpiredPage, StoreError> {
-        self.check()?;
-        self.inner.expired_page(after, limit, now).await
-    }
-    async fn remove_expired(&self, id: &str, now: i64) -> Result<Option<Connection>, StoreError> {
-        self.check()?;
-        self.inner.remove_expired(id, now).await
-    }
-    async fn count_message(&self, id: &str, window: i64) -> Result<Option<u32>, StoreError> {
-        self.check()?;
-        self.inner.count_message(id, window).await
-    }
-    async fn count_auth_failure(&self, id: &str) -> Result<Option<u32>, StoreError> {
-        self.check()?;
-        self.inner.count_auth_failure(id).await
-    }
+fn flaky_store() -> Arc<Interposed<Outage>> {
+    Arc::new(Interposed {
+        inner: Arc::new(MemoryStore::new()),
+        with: Outage::default(),
+    })
 }
 
 async fn connection_ids(addr: std::net::SocketAddr) -> Vec<String> {
@@ -200,19 +144,19 @@ fn with_header(token: &str, header: &Value) -> String {
 
 #[tokio::test]
 async fn an_unreachable_store_is_internal_and_keeps_the_socket() {
-    let store = Arc::new(FlakyStore::default());
+    let store = flaky_store();
     let mut config = config();
     config.rate_limit_per_sec = 0; // the counter would fail open anyway; keep the test on the guard
     let server = start(chat_app(config).store(store.clone())).await;
     let mut c = Client::authed(server.addr, "alice", &[]).await;
-    store.down.store(true, Ordering::SeqCst);
+    store.with.down.store(true, Ordering::SeqCst);
     c.send(json!({"action": "send", "to": "bob", "data": 1}))
         .await;
     let reply = c.recv().await;
     assert_eq!(reply["action"], "error", "{reply}");
     assert_eq!(reply["error"]["code"], "internal", "{reply}");
     // Still open, and fine once the store is back.
-    store.down.store(false, Ordering::SeqCst);
+    store.with.down.store(false, Ordering::SeqCst);
     c.send(json!({"action": "send", "to": "bob", "data": 1}))
         .await;
     assert_eq!(c.recv().await, json!({"action": "send", "delivered": 0}));
@@ -242,7 +186,7 @@ async fn a_jwks_outage_is_internal_and_not_counted_toward_the_cap() {
 
 #[tokio::test]
 async fn values_the_store_cannot_hold_are_refused_before_it() {
-    let store = Arc::new(FlakyStore::default());
+    let store = flaky_store();
     let server = start(chat_app(config()).store(store.clone())).await;
     let mut c = Client::authed(server.addr, "alice", &["acme"]).await;
     // `"to": ""` and a 2 KB user id: nobody can have those ids, nobody is reached.
@@ -282,78 +226,42 @@ impl venturekit_ws::Delivery for AllGone {
     }
 }
 
-/// A store whose `remove` waits until `parties` removes are in flight at once: a fan-out
-/// that deleted gone records one at a time would never get there.
+/// Holds each `remove` until `parties` removes are in flight at once: a fan-out that
+/// deleted gone records one at a time would never get there.
 struct ParallelRemoves {
-    inner: MemoryStore,
     barrier: tokio::sync::Barrier,
 }
 
 #[async_trait::async_trait]
-impl ConnectionStore for ParallelRemoves {
-    async fn save(&self, c: &Connection) -> Result<(), StoreError> {
-        self.inner.save(c).await
-    }
-    async fn authenticate(
-        &self,
-        id: &str,
-        identity: &Identity,
-        ttl: i64,
-    ) -> Result<Connection, StoreError> {
-        self.inner.authenticate(id, identity, ttl).await
-    }
-    async fn remove(&self, id: &str) -> Result<(), StoreError> {
-        tokio::time::timeout(std::time::Duration::from_secs(10), self.barrier.wait())
-            .await
-            .map_err(|_| StoreError::Backend("gone records were removed one at a time".into()))?;
-        self.inner.remove(id).await
-    }
-    async fn get(&self, id: &str) -> Result<Option<Connection>, StoreError> {
-        self.inner.get(id).await
-    }
-    async fn get_by_user(&self, user: &str) -> Result<Vec<Connection>, StoreError> {
-        self.inner.get_by_user(user).await
-    }
-    async fn get_by_tenant(&self, tenant: &str) -> Result<Vec<Connection>, StoreError> {
-        self.inner.get_by_tenant(tenant).await
-    }
-    async fn list(&self) -> Result<Vec<Connection>, StoreError> {
-        self.inner.list().await
-    }
-    async fn list_expired(&self) -> Result<Vec<Connection>, StoreError> {
-        self.inner.list_expired().await
-    }
-    async fn expired_page(
-        &self,
-        after: Option<&str>,
-        limit: usize,
-        now: i64,
-    ) -> Result<ExpiredPage, StoreError> {
-        self.inner.expired_page(after, limit, now).await
-    }
-    async fn remove_expired(&self, id: &str, now: i64) -> Result<Option<Connection>, StoreError> {
-        self.inner.remove_expired(id, now).await
-    }
-    async fn count_message(&self, id: &str, window: i64) -> Result<Option<u32>, StoreError> {
-        self.inner.count_message(id, window).await
-    }
-    async fn count_auth_failure(&self, id: &str) -> Result<Option<u32>, StoreError> {
-        self.inner.count_auth_failure(id).await
+impl Interpose for ParallelRemoves {
+    async fn before(&self, op: &'static str) -> Result<(), StoreError> {
+        if op == "remove" {
+            tokio::time::timeout(std::time::Duration::from_secs(10), self.barrier.wait())
+                .await
+                .map_err(|_| {
+                    StoreError::Backend("gone records were removed one at a time".into())
+                })?;
+        }
+        Ok(())
     }
 }
 
 #[tokio::test]
 async fn gone_records_are_removed_in_parallel_during_a_fan_out() {
     const GONE: usize = 8;
-    let store = Arc::new(ParallelRemoves {
-        inner: MemoryStore::new(),
-        barrier: tokio::sync::Barrier::new(GONE),
+    let memory = Arc::new(MemoryStore::new());
+    let store = Arc::new(Interposed {
+        inner: memory.clone(),
+        with: ParallelRemoves {
+            barrier: tokio::sync::Barrier::new(GONE),
+        },
     });
     let now = venturekit_ws::clock::now_secs();
     let identity = Identity {
         user_id: "stale".into(),
         tenant_id: Some("acme".into()),
         email: None,
+        claims: Default::default(),
     };
     for i in 0..GONE {
         let id = format!("stale{i}=");
@@ -364,14 +272,14 @@ async fn gone_records_are_removed_in_parallel_during_a_fan_out() {
         store.authenticate(&id, &identity, now + 600).await.unwrap();
     }
     let connections =
-        venturekit_ws::Connections::new(store.clone(), Arc::new(AllGone)).with_concurrency(GONE);
+        venturekit_ws::Messenger::new(store.clone(), Arc::new(AllGone)).with_concurrency(GONE);
     let report = connections
         .send_to_tenant("acme", &json!({"action": "notice"}))
         .await
         .unwrap();
     assert_eq!(report.gone, GONE, "{report:?}");
     assert!(
-        store.inner.get_by_tenant("acme").await.unwrap().is_empty(),
+        memory.get_by_tenant("acme").await.unwrap().is_empty(),
         "every gone record was removed, {GONE} at once"
     );
 }

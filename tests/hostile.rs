@@ -43,7 +43,7 @@ async fn touch(_ctx: Ctx, _msg: Amount) {
 }
 
 async fn server() -> Server {
-    start(App::new(config()).actions(actions![chat::broadcast, chat::send, touch])).await
+    start(chat_app(config()).actions(actions![touch])).await
 }
 
 fn b64(bytes: &[u8]) -> String {

@@ -17,9 +17,9 @@ use venturekit_ws::aws::{DynamoStore, ManagementApi, RetryPolicy};
 use venturekit_ws::clock::now_secs;
 use venturekit_ws::dispatch::SweepOptions;
 use venturekit_ws::store::ExpiredPage;
-use venturekit_ws::{App, Config, Connection, ConnectionStore, Mode, StoreError};
+use venturekit_ws::{App, Config, Connection, ConnectionStore, Mode};
 use venturekit_ws_tests::aws::*;
-use venturekit_ws_tests::{chat_app, config};
+use venturekit_ws_tests::{Interpose, Interposed, chat_app, config};
 
 struct Rig {
     client: aws_sdk_dynamodb::Client,
@@ -106,9 +106,9 @@ impl Rig {
         }
     }
 
-    fn connections(&self, dispatcher: &venturekit_ws::Dispatcher) -> venturekit_ws::Connections {
+    fn connections(&self, dispatcher: &venturekit_ws::Dispatcher) -> venturekit_ws::Messenger {
         let endpoint = self.api.configured_endpoint().unwrap();
-        dispatcher.connections(self.api.delivery(&endpoint))
+        dispatcher.messenger(self.api.delivery(&endpoint))
     }
 }
 
@@ -160,63 +160,18 @@ async fn five_thousand_silent_connections_are_closed_within_two_sweeps() {
     );
 }
 
-/// A store whose first expired page is stale: it still lists a record that authenticated
-/// after the scan (an eventually consistent read, or a sweep racing `auth`).
+/// Every expired page also lists a record that authenticated after the scan (an eventually
+/// consistent read, or a sweep racing `auth`).
 struct StalePage {
-    inner: Arc<DynamoStore>,
     stale: Connection,
 }
 
 #[async_trait::async_trait]
-impl ConnectionStore for StalePage {
-    async fn save(&self, c: &Connection) -> Result<(), StoreError> {
-        self.inner.save(c).await
-    }
-    async fn authenticate(
-        &self,
-        id: &str,
-        identity: &Identity,
-        ttl: i64,
-    ) -> Result<Connection, StoreError> {
-        self.inner.authenticate(id, identity, ttl).await
-    }
-    async fn remove(&self, id: &str) -> Result<(), StoreError> {
-        self.inner.remove(id).await
-    }
-    async fn get(&self, id: &str) -> Result<Option<Connection>, StoreError> {
-        self.inner.get(id).await
-    }
-    async fn get_by_user(&self, user: &str) -> Result<Vec<Connection>, StoreError> {
-        self.inner.get_by_user(user).await
-    }
-    async fn get_by_tenant(&self, tenant: &str) -> Result<Vec<Connection>, StoreError> {
-        self.inner.get_by_tenant(tenant).await
-    }
-    async fn list(&self) -> Result<Vec<Connection>, StoreError> {
-        self.inner.list().await
-    }
-    async fn list_expired(&self) -> Result<Vec<Connection>, StoreError> {
-        self.inner.list_expired().await
-    }
-    async fn expired_page(
-        &self,
-        after: Option<&str>,
-        limit: usize,
-        now: i64,
-    ) -> Result<ExpiredPage, StoreError> {
-        let page = self.inner.expired_page(after, limit, now).await?;
+impl Interpose for StalePage {
+    fn page(&self, page: ExpiredPage) -> ExpiredPage {
         let mut records = page.records.clone();
         records.push(self.stale.clone());
-        Ok(ExpiredPage::new(records, page.next))
-    }
-    async fn remove_expired(&self, id: &str, now: i64) -> Result<Option<Connection>, StoreError> {
-        self.inner.remove_expired(id, now).await
-    }
-    async fn count_message(&self, id: &str, window: i64) -> Result<Option<u32>, StoreError> {
-        self.inner.count_message(id, window).await
-    }
-    async fn count_auth_failure(&self, id: &str) -> Result<Option<u32>, StoreError> {
-        self.inner.count_auth_failure(id).await
+        ExpiredPage::new(records, page.next)
     }
 }
 
@@ -233,6 +188,7 @@ async fn a_connection_that_authenticated_after_the_scan_is_left_alone() {
         user_id: "alice".into(),
         tenant_id: None,
         email: None,
+        claims: Default::default(),
     };
     rig.store
         .authenticate("racer=", &identity, now + 7200)
@@ -244,9 +200,9 @@ async fn a_connection_that_authenticated_after_the_scan_is_left_alone() {
         .save(&Connection::unauthenticated("late=", 1, now - 1))
         .await
         .unwrap();
-    let store = Arc::new(StalePage {
+    let store = Arc::new(Interposed {
         inner: rig.store.clone(),
-        stale,
+        with: StalePage { stale },
     });
     let dispatcher = rig.app(store).dispatcher(Mode::Lambda).unwrap();
     let report = dispatcher

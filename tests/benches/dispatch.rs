@@ -46,6 +46,7 @@ async fn seed(store: &MemoryStore) {
             user_id: user.into(),
             tenant_id: Some("acme".into()),
             email: None,
+            claims: Default::default(),
         };
         store
             .authenticate(id, &identity, now_secs() + 3600)

@@ -10,7 +10,7 @@
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use std::time::Duration;
 use venturekit_ws::aws::ManagementApi;
-use venturekit_ws::{Config, ConnectionStore, Connections, Delivery};
+use venturekit_ws::{Config, ConnectionStore, Delivery, Messenger};
 use venturekit_ws_tests::fanout::{serve_fast_management_api, store_with};
 
 fn bench(c: &mut Criterion) {
@@ -42,7 +42,7 @@ fn bench(c: &mut Criterion) {
         group.throughput(Throughput::Elements(n as u64));
         for concurrency in [8usize, 32, 128] {
             let connections =
-                Connections::new(store.clone(), delivery.clone()).with_concurrency(concurrency);
+                Messenger::new(store.clone(), delivery.clone()).with_concurrency(concurrency);
             group.bench_with_input(
                 BenchmarkId::new(format!("concurrency_{concurrency}"), n),
                 &n,

@@ -21,6 +21,7 @@ pub async fn store_with(n: usize) -> Arc<MemoryStore> {
             user_id: format!("u{i}"),
             tenant_id: None,
             email: None,
+            claims: Default::default(),
         };
         store
             .authenticate(&id, &identity, now_secs() + 3600)

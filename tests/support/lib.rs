@@ -15,7 +15,7 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 use venturekit_ws::auth::{DevToken, mint_dev_token};
 use venturekit_ws::config::JwtKey;
-use venturekit_ws::{App, Config, actions};
+use venturekit_ws::{App, Config};
 
 /// The HS256 secret every test server uses.
 pub const SECRET: &str = "integration-test-secret";
@@ -31,9 +31,12 @@ pub fn config() -> Config {
     }
 }
 
-/// The chat example's app on the test configuration.
+/// The chat example's app (actions, hooks, in-memory history) on the test configuration.
 pub fn chat_app(config: Config) -> App {
-    App::new(config).actions(actions![chat::broadcast, chat::send])
+    chat::configure(
+        App::new(config),
+        chat::History::new(chat::MemoryHistory::default()),
+    )
 }
 
 /// A running local server; stopped when dropped.
@@ -127,6 +130,16 @@ impl Client {
         let reply = client.auth(&token(sub, tenants)).await;
         assert_eq!(reply["success"], true, "auth failed: {reply}");
         client
+    }
+
+    /// The next frame whose `action` is not `skip`.
+    pub async fn recv_skipping(&mut self, skip: &str) -> Value {
+        loop {
+            let frame = self.recv().await;
+            if frame["action"] != skip {
+                return frame;
+            }
+        }
     }
 
     /// Sends a JSON value as a text frame.
@@ -329,4 +342,112 @@ pub fn proc_status_kb(pid: &str, field: &str) -> u64 {
         .and_then(|l| l.split_whitespace().nth(1))
         .and_then(|v| v.parse().ok())
         .unwrap_or_else(|| panic!("no {field} in /proc/{pid}/status"))
+}
+
+/// A store that delegates to `inner`, letting a test step in before each call (to fail it,
+/// or hold it) and rewrite what the sweeper's pages show.
+pub struct Interposed<I> {
+    /// The real store.
+    pub inner: std::sync::Arc<dyn venturekit_ws::ConnectionStore>,
+    /// What steps in.
+    pub with: I,
+}
+
+/// What an [`Interposed`] store does besides delegating.
+#[async_trait::async_trait]
+pub trait Interpose: Send + Sync + 'static {
+    /// Runs before every store call (`op` is the method's name); `Err` fails the call.
+    async fn before(&self, _op: &'static str) -> Result<(), venturekit_ws::StoreError> {
+        Ok(())
+    }
+    /// Rewrites a page of expired records.
+    fn page(&self, page: venturekit_ws::store::ExpiredPage) -> venturekit_ws::store::ExpiredPage {
+        page
+    }
+}
+
+#[async_trait::async_trait]
+impl<I: Interpose> venturekit_ws::ConnectionStore for Interposed<I> {
+    async fn save(&self, c: &venturekit_ws::Connection) -> Result<(), venturekit_ws::StoreError> {
+        self.with.before("save").await?;
+        self.inner.save(c).await
+    }
+    async fn authenticate(
+        &self,
+        id: &str,
+        identity: &venturekit_ws::Identity,
+        ttl: i64,
+    ) -> Result<venturekit_ws::Connection, venturekit_ws::StoreError> {
+        self.with.before("authenticate").await?;
+        self.inner.authenticate(id, identity, ttl).await
+    }
+    async fn remove(
+        &self,
+        id: &str,
+    ) -> Result<Option<venturekit_ws::Connection>, venturekit_ws::StoreError> {
+        self.with.before("remove").await?;
+        self.inner.remove(id).await
+    }
+    async fn get(
+        &self,
+        id: &str,
+    ) -> Result<Option<venturekit_ws::Connection>, venturekit_ws::StoreError> {
+        self.with.before("get").await?;
+        self.inner.get(id).await
+    }
+    async fn get_by_user(
+        &self,
+        user: &str,
+    ) -> Result<Vec<venturekit_ws::Connection>, venturekit_ws::StoreError> {
+        self.with.before("get_by_user").await?;
+        self.inner.get_by_user(user).await
+    }
+    async fn get_by_tenant(
+        &self,
+        tenant: &str,
+    ) -> Result<Vec<venturekit_ws::Connection>, venturekit_ws::StoreError> {
+        self.with.before("get_by_tenant").await?;
+        self.inner.get_by_tenant(tenant).await
+    }
+    async fn list(&self) -> Result<Vec<venturekit_ws::Connection>, venturekit_ws::StoreError> {
+        self.with.before("list").await?;
+        self.inner.list().await
+    }
+    async fn list_expired(
+        &self,
+    ) -> Result<Vec<venturekit_ws::Connection>, venturekit_ws::StoreError> {
+        self.with.before("list_expired").await?;
+        self.inner.list_expired().await
+    }
+    async fn expired_page(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+        now: i64,
+    ) -> Result<venturekit_ws::store::ExpiredPage, venturekit_ws::StoreError> {
+        self.with.before("expired_page").await?;
+        Ok(self
+            .with
+            .page(self.inner.expired_page(after, limit, now).await?))
+    }
+    async fn remove_expired(
+        &self,
+        id: &str,
+        now: i64,
+    ) -> Result<Option<venturekit_ws::Connection>, venturekit_ws::StoreError> {
+        self.with.before("remove_expired").await?;
+        self.inner.remove_expired(id, now).await
+    }
+    async fn count_message(
+        &self,
+        id: &str,
+        window: i64,
+    ) -> Result<Option<u32>, venturekit_ws::StoreError> {
+        self.with.before("count_message").await?;
+        self.inner.count_message(id, window).await
+    }
+    async fn count_auth_failure(&self, id: &str) -> Result<Option<u32>, venturekit_ws::StoreError> {
+        self.with.before("count_auth_failure").await?;
+        self.inner.count_auth_failure(id).await
+    }
 }

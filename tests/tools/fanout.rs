@@ -18,7 +18,7 @@ use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 use venturekit_ws::aws::ManagementApi;
-use venturekit_ws::{Config, Connections};
+use venturekit_ws::{Config, Messenger};
 use venturekit_ws_tests::fanout::{serve_fast_management_api, store_with};
 
 fn status_kb(field: &str) -> u64 {
@@ -40,8 +40,7 @@ async fn measure(endpoint: String, n: usize, concurrency: usize, runs: usize) {
         ..Config::default()
     };
     let api = ManagementApi::new(&venturekit_ws_tests::aws::sdk_config(), &config);
-    let connections =
-        Connections::new(store, api.delivery(&endpoint)).with_concurrency(concurrency);
+    let connections = Messenger::new(store, api.delivery(&endpoint)).with_concurrency(concurrency);
     let message =
         serde_json::json!({"action": "message", "from": "bench", "data": "x".repeat(100)});
     std::fs::write("/proc/self/clear_refs", "5").expect("cannot reset VmHWM (Linux only)");

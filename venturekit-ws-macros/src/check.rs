@@ -32,6 +32,14 @@ pub(crate) fn name(name: &LitStr) -> syn::Result<()> {
             "the action name must not be empty: clients select the action by it",
         ));
     }
+    if value.starts_with("vk:") {
+        return Err(syn::Error::new(
+            name.span(),
+            format!(
+                "the action name `{value}` starts with `vk:`, the prefix reserved for the framework's own actions; choose another name"
+            ),
+        ));
+    }
     if let Some((_, why)) = RESERVED.iter().find(|(r, _)| *r == value) {
         return Err(syn::Error::new(
             name.span(),
@@ -75,38 +83,76 @@ pub(crate) fn signature(f: &ItemFn) -> syn::Result<()> {
             ),
         );
     }
-    for (index, arg) in sig.inputs.iter().enumerate() {
-        match arg {
-            FnArg::Receiver(receiver) => add(
+    let typed: Vec<&syn::PatType> = sig
+        .inputs
+        .iter()
+        .filter_map(|arg| match arg {
+            FnArg::Typed(pat) => Some(pat),
+            FnArg::Receiver(receiver) => {
+                add(
+                    &mut errors,
+                    syn::Error::new_spanned(
+                        receiver,
+                        "`#[ws_action]` must be on a free function: `self` is not allowed",
+                    ),
+                );
+                None
+            }
+        })
+        .collect();
+    for pat in &typed {
+        if let Type::ImplTrait(_) = &*pat.ty {
+            add(
                 &mut errors,
                 syn::Error::new_spanned(
-                    receiver,
-                    "`#[ws_action]` must be on a free function: `self` is not allowed",
+                    &pat.ty,
+                    "`#[ws_action]` argument types must be concrete, not `impl Trait`",
                 ),
-            ),
-            FnArg::Typed(pat) => {
-                if index >= 2 {
-                    add(
-                        &mut errors,
-                        syn::Error::new_spanned(
-                            arg,
-                            "`#[ws_action]` handlers take at most two arguments: `ctx: Ctx` and the message",
-                        ),
-                    );
-                } else if let Type::ImplTrait(_) = &*pat.ty {
-                    add(
-                        &mut errors,
-                        syn::Error::new_spanned(
-                            &pat.ty,
-                            "`#[ws_action]` argument types must be concrete, not `impl Trait`",
-                        ),
-                    );
-                }
+            );
+        }
+    }
+    // After `ctx`: `State<T>` extractors, then at most one message, last.
+    let rest = typed.iter().skip(1);
+    let mut message_seen: Option<&syn::PatType> = None;
+    for pat in rest {
+        if is_extractor(&pat.ty) {
+            if let Some(message) = message_seen {
+                add(
+                    &mut errors,
+                    syn::Error::new_spanned(
+                        message,
+                        "the message argument must come last: `ctx: Ctx`, then `State<T>` arguments, then the message",
+                    ),
+                );
+                message_seen = None;
             }
+        } else if message_seen.is_some() {
+            add(
+                &mut errors,
+                syn::Error::new_spanned(
+                    pat,
+                    "`#[ws_action]` handlers take one message argument: `ctx: Ctx`, then `State<T>` arguments, then the message",
+                ),
+            );
+        } else {
+            message_seen = Some(pat);
         }
     }
     match errors {
         Some(e) => Err(e),
         None => Ok(()),
+    }
+}
+
+/// Whether an argument type is an extractor (`State<T>`, by its last path segment) rather
+/// than the message.
+pub(crate) fn is_extractor(ty: &Type) -> bool {
+    match ty {
+        Type::Path(path) => path
+            .path
+            .segments
+            .last()
+            .is_some_and(|segment| segment.ident == "State"),
+        _ => false,
     }
 }

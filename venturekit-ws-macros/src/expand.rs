@@ -73,24 +73,43 @@ fn generate(func: &ItemFn, args: &attr::ActionArgs) -> TokenStream {
         .collect();
 
     // The context argument is converted through `CtxArg`, spanned on the user's type, so
-    // a wrong type gets one error pointing at it.
-    let ctx_arg = typed.first().map(|t| {
-        let ty = &t.ty;
-        quote_spanned!(ty.span()=> <#ty as #private::CtxArg>::from_ctx(__vk_ctx))
-    });
-    let (message_ty, call_args) = match (ctx_arg, typed.get(1)) {
-        (None, _) => (quote!(#private::IgnoredAny), quote!()),
-        (Some(ctx), None) => (quote!(#private::IgnoredAny), quote!(#ctx)),
-        (Some(ctx), Some(msg)) => {
-            let ty = &msg.ty;
-            (quote_spanned!(ty.span()=> #ty), quote!(#ctx, __vk_message))
+    // a wrong type gets one error pointing at it. Extractors (`State<T>`) go through
+    // `FromCtx`; the message, if any, is the last other argument.
+    let mut extract = Vec::new();
+    let mut call_args = Vec::new();
+    let mut required = Vec::new();
+    let mut message_ty = quote!(#private::IgnoredAny);
+    for (index, arg) in typed.iter().enumerate() {
+        let ty = &arg.ty;
+        if index == 0 {
+            call_args
+                .push(quote_spanned!(ty.span()=> <#ty as #private::CtxArg>::from_ctx(__vk_ctx)));
+        } else if check::is_extractor(ty) {
+            let var = quote::format_ident!("__vk_arg{}", index);
+            extract.push(quote_spanned! {ty.span()=>
+                let #var = match <#ty as #private::FromCtx>::from_ctx(&__vk_ctx) {
+                    ::core::result::Result::Ok(value) => value,
+                    ::core::result::Result::Err(error) => {
+                        return #private::Box::pin(async move {
+                            ::core::result::Result::Err(error)
+                        });
+                    }
+                };
+            });
+            required.push(quote_spanned!(ty.span()=> <#ty as #private::FromCtx>::required()));
+            call_args.push(quote!(#var));
+        } else {
+            message_ty = quote_spanned!(ty.span()=> #ty);
+            call_args.push(quote!(__vk_message));
         }
-    };
+    }
     let reply_span = match &func.sig.output {
         ReturnType::Default => func.sig.ident.span(),
         ReturnType::Type(_, ty) => ty.span(),
     };
     let reply = quote_spanned!(reply_span=> #private::reply(__vk_output));
+    let roles = &args.roles;
+    let scopes = &args.scopes;
 
     quote! {
         #func
@@ -104,17 +123,26 @@ fn generate(func: &ItemFn, args: &attr::ActionArgs) -> TokenStream {
             impl #private::Action for #hidden {
                 const NAME: &'static str = #name;
                 const PUBLIC: bool = #public;
+                const ROLES: &'static [&'static str] = &[#(#roles),*];
+                const SCOPES: &'static [&'static str] = &[#(#scopes),*];
                 type Message = #message_ty;
 
                 fn call(
                     __vk_ctx: #private::Ctx,
                     __vk_message: Self::Message,
                 ) -> #private::ActionFuture {
-                    let _ = &__vk_message;
+                    let _ = (&__vk_ctx, &__vk_message);
+                    #(#extract)*
                     #private::Box::pin(async move {
-                        let __vk_output = #ident(#call_args).await;
+                        let __vk_output = #ident(#(#call_args),*).await;
                         #reply
                     })
+                }
+
+                fn required_state() -> #private::Vec<#private::StateKey> {
+                    let mut __vk_required = #private::Vec::new();
+                    #(__vk_required.extend(#required);)*
+                    __vk_required
                 }
             }
         };

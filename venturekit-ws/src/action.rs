@@ -22,6 +22,7 @@
 
 use crate::ctx::Ctx;
 use crate::error::WsError;
+use crate::state::StateKey;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use std::future::Future;
@@ -41,10 +42,20 @@ pub trait Action: Send + Sync + 'static {
     const NAME: &'static str;
     /// `true` when the action runs without authentication.
     const PUBLIC: bool;
+    /// Roles of which the caller needs any one (`#[ws_action("x", role = ["a", "b"])]`);
+    /// empty: no role needed.
+    const ROLES: &'static [&'static str] = &[];
+    /// Scopes the caller needs, all of them (`#[ws_action("x", scope = "chat:write")]`).
+    const SCOPES: &'static [&'static str] = &[];
     /// The message type, deserialized from the whole JSON object (including `action`).
     type Message: ActionMessage;
     /// Runs the handler.
     fn call(ctx: Ctx, message: Self::Message) -> ActionFuture;
+    /// The app state the handler needs (its `State<T>` arguments), checked when the app
+    /// starts.
+    fn required_state() -> Vec<StateKey> {
+        Vec::new()
+    }
 }
 
 /// A message type an action can receive: anything `Deserialize`.
@@ -87,7 +98,7 @@ pub fn reply<R: IntoReply>(output: R) -> Result<Option<String>, WsError> {
     output.into_reply()
 }
 
-type Invoke = fn(Ctx, &str) -> Result<ActionFuture, String>;
+type Invoke = fn(Ctx, &str, &[&str]) -> Result<ActionFuture, String>;
 
 /// A type-erased action, ready for the dispatcher. Build one with [`ActionDef::of`] or
 /// a list with `actions![...]`.
@@ -95,7 +106,10 @@ type Invoke = fn(Ctx, &str) -> Result<ActionFuture, String>;
 pub struct ActionDef {
     name: &'static str,
     public: bool,
+    roles: &'static [&'static str],
+    scopes: &'static [&'static str],
     invoke: Invoke,
+    required_state: fn() -> Vec<StateKey>,
 }
 
 impl std::fmt::Debug for ActionDef {
@@ -103,6 +117,8 @@ impl std::fmt::Debug for ActionDef {
         f.debug_struct("ActionDef")
             .field("name", &self.name)
             .field("public", &self.public)
+            .field("roles", &self.roles)
+            .field("scopes", &self.scopes)
             .finish()
     }
 }
@@ -113,8 +129,26 @@ impl ActionDef {
         ActionDef {
             name: A::NAME,
             public: A::PUBLIC,
+            roles: A::ROLES,
+            scopes: A::SCOPES,
             invoke: invoke::<A>,
+            required_state: A::required_state,
         }
+    }
+
+    /// The app state the handler needs.
+    pub fn required_state(&self) -> Vec<StateKey> {
+        (self.required_state)()
+    }
+
+    /// Roles of which the caller needs any one (empty: none).
+    pub fn roles(&self) -> &'static [&'static str] {
+        self.roles
+    }
+
+    /// Scopes the caller needs, all of them (empty: none).
+    pub fn scopes(&self) -> &'static [&'static str] {
+        self.scopes
     }
 
     /// The action name.
@@ -127,32 +161,22 @@ impl ActionDef {
         self.public
     }
 
-    /// Deserializes `body` into the action's message and starts the handler.
-    /// On a decoding error nothing runs and the error names the offending field.
-    pub(crate) fn invoke(&self, ctx: Ctx, body: &str) -> Result<ActionFuture, String> {
-        (self.invoke)(ctx, body)
+    /// Deserializes `body` (without its `envelope` fields, `action` and `ref`) into the
+    /// action's message and starts the handler. On a decoding error nothing runs and the
+    /// error names the offending field.
+    pub(crate) fn invoke(
+        &self,
+        ctx: Ctx,
+        body: &str,
+        envelope: &[&str],
+    ) -> Result<ActionFuture, String> {
+        (self.invoke)(ctx, body, envelope)
     }
 }
 
-fn invoke<A: Action>(ctx: Ctx, body: &str) -> Result<ActionFuture, String> {
-    let message: A::Message = decode(body)?;
+fn invoke<A: Action>(ctx: Ctx, body: &str, envelope: &[&str]) -> Result<ActionFuture, String> {
+    let message: A::Message = crate::decode::decode_message(body, envelope)?;
     Ok(A::call(ctx, message))
-}
-
-/// Deserializes a message, producing an error text that names the offending field.
-pub(crate) fn decode<T: DeserializeOwned>(body: &str) -> Result<T, String> {
-    let mut de = serde_json::Deserializer::from_str(body);
-    let value: T = serde_path_to_error::deserialize(&mut de).map_err(|e| {
-        let path = e.path().to_string();
-        let inner = e.into_inner();
-        if path == "." || path.is_empty() {
-            format!("invalid message: {inner}")
-        } else {
-            format!("invalid field `{path}`: {inner}")
-        }
-    })?;
-    de.end().map_err(|e| format!("invalid message: {e}"))?;
-    Ok(value)
 }
 
 /// Compares two strings in a `const` context (used by `actions![...]` to reject duplicate
@@ -219,23 +243,6 @@ impl CtxArg for Ctx {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[derive(serde::Deserialize, Debug)]
-    #[allow(dead_code)]
-    struct Send {
-        to: String,
-        data: serde_json::Value,
-    }
-
-    #[test]
-    fn decode_names_the_field() {
-        let err = decode::<Send>(r#"{"action":"send","to":5,"data":1}"#).unwrap_err();
-        assert!(err.starts_with("invalid field `to`:"), "{err}");
-        let err = decode::<Send>(r#"{"action":"send","data":1}"#).unwrap_err();
-        assert!(err.contains("missing field `to`"), "{err}");
-        let ok = decode::<Send>(r#"{"action":"send","to":"bob","data":[1]}"#).unwrap();
-        assert_eq!(ok.to, "bob");
-    }
 
     #[test]
     fn const_str_eq() {

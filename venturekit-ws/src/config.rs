@@ -52,6 +52,11 @@ pub struct Config {
     pub jwks_min_refresh: Duration,
     /// `VK_WS_TENANT_CLAIM`: the claim listing the tenants a token may join.
     pub tenant_claim: String,
+    /// `VK_WS_ROLES_CLAIM`: the claim listing the caller's roles (a string or an array of
+    /// strings), default `roles` (Cognito: `cognito:groups`).
+    pub roles_claim: String,
+    /// `VK_WS_KEEP_CLAIMS`: further claims (comma-separated) kept on the record at `auth`.
+    pub keep_claims: Vec<String>,
     /// `VK_WS_AUTH_TIMEOUT_SEC`: how long a connection may stay unauthenticated.
     pub auth_timeout: Duration,
     /// `VK_WS_SESSION_TTL_SEC`: lifetime of an authenticated record.
@@ -106,6 +111,8 @@ impl Default for Config {
             issuer: None,
             audience: None,
             tenant_claim: "tenantId".to_owned(),
+            roles_claim: "roles".to_owned(),
+            keep_claims: Vec::new(),
             token_use: None,
             jwks_min_refresh: Duration::from_secs(10),
             auth_timeout: Duration::from_secs(30),
@@ -183,6 +190,17 @@ impl Config {
         if let Some(claim) = var("VK_WS_TENANT_CLAIM") {
             config.tenant_claim = claim;
         }
+        if let Some(claim) = var("VK_WS_ROLES_CLAIM") {
+            config.roles_claim = claim.trim().to_owned();
+        }
+        if let Some(list) = var("VK_WS_KEEP_CLAIMS") {
+            config.keep_claims = list
+                .split(',')
+                .map(str::trim)
+                .filter(|c| !c.is_empty())
+                .map(String::from)
+                .collect();
+        }
         if let Some(v) = var("VK_WS_AUTH_TIMEOUT_SEC") {
             config.auth_timeout = seconds("VK_WS_AUTH_TIMEOUT_SEC", &v, 1, 7200)?;
         }
@@ -243,6 +261,23 @@ impl Config {
             config.scan_segments = number("VK_WS_SCAN_SEGMENTS", &v, 1, 64)? as u32;
         }
         Ok(config)
+    }
+}
+
+impl Config {
+    /// The claims kept on a connection record at `auth`: the roles claim, `scope`, `scp`,
+    /// then `VK_WS_KEEP_CLAIMS`, without repeats.
+    pub fn kept_claim_names(&self) -> Vec<String> {
+        let mut names: Vec<String> = Vec::new();
+        let all = [self.roles_claim.as_str(), "scope", "scp"]
+            .into_iter()
+            .chain(self.keep_claims.iter().map(String::as_str));
+        for name in all {
+            if !names.iter().any(|n| n == name) {
+                names.push(name.to_owned());
+            }
+        }
+        names
     }
 }
 

@@ -1,16 +1,32 @@
-//! [`Ctx`]: what a handler knows about the call and how it reaches other connections.
+//! [`Ctx`]: what a handler knows about the call, and how it reaches other connections.
+//!
+//! Sending is **caller-scoped** by default: [`Ctx::broadcast`], [`Ctx::send_to_user`] and
+//! [`Ctx::send_to_connection`] reach only authenticated connections in the caller's tenant
+//! scope (its tenant, or the tenant-less connections). Reaching other tenants takes a call
+//! whose name says so: [`Ctx::all_tenants`].
 
+use crate::claims::Claims;
 use crate::error::WsError;
 use crate::event::RequestInfo;
-use crate::messaging::{Connections, MessagingError, Scope};
+use crate::messaging::{FanoutReport, MessagingError, Messenger, Scope};
+use crate::state::States;
 use crate::store::Connection;
 use serde::Serialize;
 use std::sync::Arc;
 
-/// The context of one message: the caller's connection and record, and messaging.
+/// What every context of an app shares: its state and the roles claim name.
+#[derive(Debug, Default)]
+pub(crate) struct AppContext {
+    pub(crate) states: States,
+    pub(crate) roles_claim: String,
+}
+
+/// The context of one message: the caller's connection and record, the app's state, and
+/// messaging.
 ///
 /// For guarded actions the record is the one the auth guard read, so `user_id()` is
-/// always `Some`. Public actions skip the read: their `connection()` is `None`.
+/// always `Some`. Public actions skip the read: their `connection()` is `None`, and the
+/// scoped sends read the caller's identity on demand.
 #[derive(Clone)]
 pub struct Ctx {
     inner: Arc<Inner>,
@@ -20,7 +36,8 @@ struct Inner {
     request: RequestInfo,
     action: String,
     connection: Option<Connection>,
-    connections: Connections,
+    messenger: Messenger,
+    app: Arc<AppContext>,
 }
 
 impl std::fmt::Debug for Ctx {
@@ -34,19 +51,35 @@ impl std::fmt::Debug for Ctx {
 }
 
 impl Ctx {
-    /// A context; the dispatcher builds these (public for tests and custom runtimes).
+    /// A context without app state; the dispatcher builds the real ones (public for tests
+    /// and custom runtimes).
     pub fn new(
         request: RequestInfo,
         action: impl Into<String>,
         connection: Option<Connection>,
-        connections: Connections,
+        messenger: Messenger,
+    ) -> Self {
+        let app = AppContext {
+            roles_claim: "roles".into(),
+            ..AppContext::default()
+        };
+        Self::with_app(request, action, connection, messenger, Arc::new(app))
+    }
+
+    pub(crate) fn with_app(
+        request: RequestInfo,
+        action: impl Into<String>,
+        connection: Option<Connection>,
+        messenger: Messenger,
+        app: Arc<AppContext>,
     ) -> Self {
         Ctx {
             inner: Arc::new(Inner {
                 request,
                 action: action.into(),
                 connection,
-                connections,
+                messenger,
+                app,
             }),
         }
     }
@@ -94,20 +127,117 @@ impl Ctx {
         self.connection().and_then(|c| c.email.as_deref())
     }
 
+    /// The claims kept from the caller's token: roles, scopes and `VK_WS_KEEP_CLAIMS`.
+    pub fn claims(&self) -> Option<&Claims> {
+        self.connection().map(|c| &c.claims)
+    }
+
+    /// The caller's roles (from the roles claim, `VK_WS_ROLES_CLAIM`).
+    pub fn roles(&self) -> Vec<&str> {
+        self.claims()
+            .map(|c| c.strings(&self.inner.app.roles_claim))
+            .unwrap_or_default()
+    }
+
+    /// Whether the caller holds `role`.
+    pub fn has_role(&self, role: &str) -> bool {
+        self.roles().contains(&role)
+    }
+
     /// The caller's tenant scope: its tenant, or the tenant-less connections.
     pub fn scope(&self) -> Scope {
         Scope::of_tenant(self.tenant_id())
     }
 
-    /// The store and delivery, for sending to other connections.
-    pub fn connections(&self) -> &Connections {
-        &self.inner.connections
+    /// The app's state of type `T` (prefer a `State<T>` argument: it is checked when the
+    /// app starts).
+    pub fn state<T: Send + Sync + 'static>(&self) -> Option<Arc<T>> {
+        self.inner.app.states.get::<T>()
     }
 
-    /// Posts an extra message to the caller (besides the handler's return value).
-    pub async fn reply<T: Serialize + ?Sized>(&self, message: &T) -> Result<(), MessagingError> {
-        self.connections()
+    /// Messaging **across tenants**: every connection of a user or of any tenant, or
+    /// everyone. Prefer the caller-scoped [`Ctx::broadcast`], [`Ctx::send_to_user`] and
+    /// [`Ctx::send_to_connection`].
+    pub fn all_tenants(&self) -> &Messenger {
+        &self.inner.messenger
+    }
+
+    /// Pushes an extra frame to the caller (besides the handler's return value). Pushed
+    /// frames never carry `ref`.
+    pub async fn push<T: Serialize + ?Sized>(&self, message: &T) -> Result<(), MessagingError> {
+        self.inner
+            .messenger
             .post_to_connection(self.connection_id(), message)
             .await
+    }
+
+    /// The caller's authenticated record: the guard's in guarded actions, read on demand in
+    /// public ones. An unauthenticated caller has no scope: `unauthorized`.
+    pub async fn caller(&self) -> Result<Connection, WsError> {
+        if let Some(record) = self.connection().filter(|c| c.authenticated) {
+            return Ok(record.clone());
+        }
+        match self.inner.messenger.get(self.connection_id()).await {
+            Ok(Some(record)) if record.authenticated => Ok(record),
+            Ok(_) => Err(WsError::unauthorized(
+                "this needs an authenticated connection: send {\"action\":\"auth\",\"token\":\"<jwt>\"} first",
+            )),
+            Err(e) => Err(WsError::internal(e)),
+        }
+    }
+
+    /// Sends to every authenticated connection in the caller's tenant scope (the caller
+    /// included).
+    pub async fn broadcast<T: Serialize + ?Sized>(
+        &self,
+        message: &T,
+    ) -> Result<FanoutReport, WsError> {
+        let scope = Scope::of_tenant(self.caller().await?.tenant_id.as_deref());
+        Ok(self.inner.messenger.broadcast_in(&scope, message).await?)
+    }
+
+    /// Sends to every connection of `user_id` in the caller's tenant scope.
+    pub async fn send_to_user<T: Serialize + ?Sized>(
+        &self,
+        user_id: &str,
+        message: &T,
+    ) -> Result<FanoutReport, WsError> {
+        let scope = Scope::of_tenant(self.caller().await?.tenant_id.as_deref());
+        Ok(self
+            .inner
+            .messenger
+            .send_to_user_in(user_id, &scope, message)
+            .await?)
+    }
+
+    /// Sends to one connection, if it is authenticated and in the caller's tenant scope.
+    /// Returns whether it was delivered (`false`: out of scope, unauthenticated or gone).
+    pub async fn send_to_connection<T: Serialize + ?Sized>(
+        &self,
+        connection_id: &str,
+        message: &T,
+    ) -> Result<bool, WsError> {
+        let scope = Scope::of_tenant(self.caller().await?.tenant_id.as_deref());
+        let target = self
+            .inner
+            .messenger
+            .get(connection_id)
+            .await
+            .map_err(WsError::internal)?;
+        match target {
+            Some(t) if t.authenticated && scope.contains(&t) => {
+                match self
+                    .inner
+                    .messenger
+                    .post_to_connection(connection_id, message)
+                    .await
+                {
+                    Ok(()) => Ok(true),
+                    Err(MessagingError::Delivery(crate::DeliveryError::Gone)) => Ok(false),
+                    Err(e) => Err(e.into()),
+                }
+            }
+            _ => Ok(false),
+        }
     }
 }

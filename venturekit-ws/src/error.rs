@@ -49,6 +49,11 @@ impl WsError {
         Self::new(ErrorCode::Unauthorized, message)
     }
 
+    /// `forbidden` with a message for the client: authenticated, but not allowed.
+    pub fn forbidden(message: impl Into<Cow<'static, str>>) -> Self {
+        Self::new(ErrorCode::Forbidden, message)
+    }
+
     /// `internal`: the client sees a generic message; `detail` is only logged.
     pub fn internal(detail: impl std::fmt::Display) -> Self {
         WsError {
@@ -115,6 +120,7 @@ impl std::fmt::Display for WsError {
 /// Its `Debug` output is the human-readable message, so `main` returning
 /// `Result<(), venturekit_ws::Error>` prints something useful.
 #[derive(thiserror::Error)]
+#[non_exhaustive]
 pub enum Error {
     /// An environment variable or setting is missing or invalid.
     #[error("configuration error: {0}")]
@@ -127,6 +133,16 @@ pub enum Error {
         "invalid action name `{0}`: names must be non-empty, not one of `$connect`, `$disconnect`, `$default`, `auth`, `ping`, and not start with `vk:`"
     )]
     ReservedAction(String),
+    /// A handler needs app state the app was not given.
+    #[error(
+        "action `{action}` needs state of type `{type_name}`, but the app was not given one: add `.state(value)` to the App"
+    )]
+    MissingState {
+        /// The action.
+        action: String,
+        /// The missing state type.
+        type_name: String,
+    },
     /// The local server could not bind or serve.
     #[error("local server: {0}")]
     Io(#[from] std::io::Error),

@@ -118,6 +118,21 @@ impl EventBuilder {
         self.base(connection_id, "$connect", "CONNECT", connected_at)
     }
 
+    /// A `$connect` event carrying the upgrade request's headers and query string, as API
+    /// Gateway passes them to `$connect`.
+    pub fn connect_with(
+        &self,
+        connection_id: &str,
+        connected_at: i64,
+        headers: aws_lambda_events::http::HeaderMap,
+        query: std::collections::HashMap<String, String>,
+    ) -> WebSocketEvent {
+        let mut event = self.connect(connection_id, connected_at);
+        event.headers = headers;
+        event.query_string_parameters = query.into();
+        event
+    }
+
     /// A `$default` event carrying `body`.
     pub fn message(&self, connection_id: &str, connected_at: i64, body: &str) -> WebSocketEvent {
         let mut event = self.base(connection_id, "$default", "MESSAGE", connected_at);

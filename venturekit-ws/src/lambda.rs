@@ -139,7 +139,7 @@ pub async fn sweep(
         }
     };
     let report = dispatcher
-        .sweep_with(&dispatcher.connections(delivery), options)
+        .sweep_with(&dispatcher.messenger(delivery), options)
         .await
         .map_err(|e| Error::Lambda(format!("sweep failed: {e}")))?;
     tracing::info!(

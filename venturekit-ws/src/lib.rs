@@ -35,30 +35,37 @@ pub mod action;
 pub mod app;
 pub mod auth;
 pub mod aws;
+pub mod claims;
 pub mod clock;
 pub mod config;
 pub mod ctx;
+mod decode;
 pub mod delivery;
 pub mod deploy;
 pub mod dispatch;
 mod error;
 pub mod event;
+pub mod hooks;
 pub mod lambda;
 pub mod local;
 pub mod messaging;
 pub mod protocol;
+pub mod state;
 pub mod store;
 
 pub use action::{Action, ActionDef, ActionFuture, IntoReply, reply};
 pub use app::{App, Mode};
 pub use auth::Identity;
+pub use claims::Claims;
 pub use config::Config;
 pub use ctx::Ctx;
 pub use delivery::{Delivery, DeliveryError};
-pub use dispatch::Dispatcher;
+pub use dispatch::{Authorization, Dispatcher};
 pub use error::{Error, WsError};
-pub use messaging::{Connections, FanoutReport, MessagingError, Scope};
+pub use hooks::{ConnectRequest, DisconnectReason, HookCtx};
+pub use messaging::{FanoutReport, MessagingError, Messenger, Scope};
 pub use protocol::ErrorCode;
+pub use state::{FromCtx, State, States};
 pub use store::{Connection, ConnectionStore, MemoryStore, StoreError};
 
 /// Marks an `async fn` as a WebSocket action.
@@ -159,6 +166,7 @@ pub mod __private {
         Action, ActionDef, ActionFuture, ActionMessage, CtxArg, IntoReply, reply, str_eq,
     };
     pub use crate::ctx::Ctx;
+    pub use crate::state::{FromCtx, StateKey};
     pub use serde::de::IgnoredAny;
     pub use std::boxed::Box;
     pub use std::vec::Vec;

@@ -3,6 +3,7 @@
 
 use crate::delivery::{Delivery, DeliveryError};
 use crate::error::WsError;
+use crate::hooks::{DisconnectReason, HookCtx, OnRemoved};
 use crate::protocol::{ErrorCode, MAX_MESSAGE_BYTES};
 use crate::store::{Connection, ConnectionStore, StoreError};
 use futures_util::StreamExt;
@@ -109,20 +110,24 @@ impl From<MessagingError> for WsError {
     }
 }
 
-/// The store plus delivery: everything needed to reach connections.
+/// The store plus delivery: everything needed to reach connections, across tenants.
 ///
-/// Cheap to clone. Available in handlers as [`crate::Ctx::connections`], and usable
-/// outside any WebSocket event (cron jobs, queue consumers).
+/// Names, one per concept: a [`Connection`] is one record; a [`ConnectionStore`] keeps the
+/// records; a `Messenger` reaches connections (post, fan-out, close) through the store and
+/// a [`Delivery`]. Cheap to clone. In handlers, prefer the caller-scoped sends of
+/// [`crate::Ctx`]; this type is [`crate::Ctx::all_tenants`], and it is usable outside any
+/// WebSocket event (cron jobs, queue consumers: [`crate::aws::messenger_from_env`]).
 #[derive(Clone)]
-pub struct Connections {
+pub struct Messenger {
     store: Arc<dyn ConnectionStore>,
     delivery: Arc<dyn Delivery>,
     concurrency: usize,
+    on_removed: Option<OnRemoved>,
 }
 
-impl std::fmt::Debug for Connections {
+impl std::fmt::Debug for Messenger {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Connections")
+        f.debug_struct("Messenger")
             .field("concurrency", &self.concurrency)
             .finish_non_exhaustive()
     }
@@ -144,14 +149,36 @@ pub(crate) fn encode<T: Serialize + ?Sized>(message: &T) -> Result<String, Messa
     Ok(text)
 }
 
-impl Connections {
+impl Messenger {
     /// Combines a store and a delivery.
     pub fn new(store: Arc<dyn ConnectionStore>, delivery: Arc<dyn Delivery>) -> Self {
-        Connections {
+        Messenger {
             store,
             delivery,
             concurrency: DEFAULT_FANOUT_CONCURRENCY,
+            on_removed: None,
         }
+    }
+
+    /// Runs the app's disconnect hook for the records this messenger removes.
+    pub(crate) fn with_on_removed(mut self, on_removed: Option<OnRemoved>) -> Self {
+        self.on_removed = on_removed;
+        self
+    }
+
+    /// Runs the disconnect hook (if any) for a record this messenger or its dispatcher
+    /// removed. Boxed: a hook may send, and a send may remove (and so hook) again.
+    pub(crate) fn removed(
+        &self,
+        record: Connection,
+        reason: DisconnectReason,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + '_>> {
+        Box::pin(async move {
+            if let Some(on) = &self.on_removed {
+                let ctx = HookCtx::new(self.clone(), on.app.clone());
+                (on.hook)(record, reason, ctx).await;
+            }
+        })
     }
 
     /// Sets how many posts a fan-out keeps in flight (at least 1).
@@ -214,13 +241,17 @@ impl Connections {
         result
     }
 
-    /// Closes a connection and removes its record.
+    /// Closes a connection and removes its record (the disconnect hook runs with
+    /// [`DisconnectReason::Closed`] when this call removed it).
     pub async fn close(&self, connection_id: &str) -> Result<(), StoreError> {
         match self.delivery.close(connection_id).await {
             Ok(()) | Err(DeliveryError::Gone) => {}
             Err(e) => tracing::warn!(connection_id, error = %e, "closing connection failed"),
         }
-        self.store.remove(connection_id).await
+        if let Some(record) = self.store.remove(connection_id).await? {
+            self.removed(record, DisconnectReason::Closed).await;
+        }
+        Ok(())
     }
 
     /// Sends to every authenticated connection (device) of `user_id`.
@@ -312,8 +343,12 @@ impl Connections {
     }
 
     async fn remove_gone(&self, connection_id: &str) {
-        if let Err(e) = self.store.remove(connection_id).await {
-            tracing::warn!(connection_id, error = %e, "removing a gone connection failed");
+        match self.store.remove(connection_id).await {
+            Ok(Some(record)) => self.removed(record, DisconnectReason::Gone).await,
+            Ok(None) => {}
+            Err(e) => {
+                tracing::warn!(connection_id, error = %e, "removing a gone connection failed")
+            }
         }
     }
 }

@@ -3,6 +3,58 @@
 //! Every frame the framework itself sends is built here, so the shapes live in one place.
 
 use serde::Serialize;
+use serde_json::value::RawValue;
+
+/// A client's `ref`: a string of 1–64 characters from `[A-Za-z0-9._:-]`, or a non-negative
+/// integer up to 2^53−1. Echoed with the same JSON type on the one terminal reply to that
+/// message.
+#[derive(Debug, Clone)]
+pub struct Ref(Box<RawValue>);
+
+impl PartialEq for Ref {
+    fn eq(&self, other: &Ref) -> bool {
+        self.as_json() == other.as_json()
+    }
+}
+
+impl Eq for Ref {}
+
+/// Largest integer `ref` (2^53 − 1, exact in every JSON implementation).
+pub const MAX_REF_INTEGER: u64 = (1 << 53) - 1;
+
+impl Ref {
+    /// Checks a `ref` value; the error is client-facing.
+    pub fn parse(value: &serde_json::Value) -> Result<Ref, String> {
+        use serde_json::Value;
+        const RULE: &str = "`ref` must be a string of 1-64 characters from [A-Za-z0-9._:-] or a non-negative integer up to 2^53-1";
+        let text = match value {
+            Value::String(s)
+                if (1..=64).contains(&s.len())
+                    && s.bytes().all(|b| {
+                        b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-')
+                    }) =>
+            {
+                format!("\"{s}\"")
+            }
+            Value::Number(n) if n.as_u64().is_some_and(|n| n <= MAX_REF_INTEGER) => n.to_string(),
+            _ => return Err(RULE.to_owned()),
+        };
+        RawValue::from_string(text)
+            .map(Ref)
+            .map_err(|_| RULE.to_owned())
+    }
+
+    /// The `ref` as JSON text (`"7"` or `8`).
+    pub fn as_json(&self) -> &str {
+        self.0.get()
+    }
+}
+
+impl Serialize for Ref {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.0.serialize(serializer)
+    }
+}
 
 /// API Gateway's maximum WebSocket message size (128 KB).
 pub const MAX_MESSAGE_BYTES: usize = 128 * 1024;
@@ -10,6 +62,7 @@ pub const MAX_MESSAGE_BYTES: usize = 128 * 1024;
 /// The `code` of an error reply (`{"action":"error",…}` or a failed `auth`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum ErrorCode {
     /// The connection is not authenticated, or its auth window / session expired.
     Unauthorized,
@@ -24,6 +77,8 @@ pub enum ErrorCode {
     RateLimited,
     /// A handler failed; details are logged, never sent.
     Internal,
+    /// The caller is authenticated but not allowed (a role, scope or app-wide rule).
+    Forbidden,
     /// `auth`: bad signature, malformed token, wrong algorithm, issuer or audience.
     InvalidToken,
     /// `auth`: the token's `exp` has passed.
@@ -42,6 +97,7 @@ impl ErrorCode {
             ErrorCode::PayloadTooLarge => "payload_too_large",
             ErrorCode::RateLimited => "rate_limited",
             ErrorCode::Internal => "internal",
+            ErrorCode::Forbidden => "forbidden",
             ErrorCode::InvalidToken => "invalid_token",
             ErrorCode::TokenExpired => "token_expired",
             ErrorCode::ForbiddenTenant => "forbidden_tenant",
@@ -66,6 +122,8 @@ struct ErrorBody<'a> {
 struct ErrorFrame<'a> {
     action: &'static str,
     request_action: Option<&'a str>,
+    #[serde(rename = "ref", skip_serializing_if = "Option::is_none")]
+    reference: Option<&'a Ref>,
     error: ErrorBody<'a>,
 }
 
@@ -87,9 +145,20 @@ pub fn clip(s: &str, max: usize) -> &str {
 /// Echoed values are cut ([`MAX_ECHOED_ACTION_CHARS`], [`MAX_ERROR_MESSAGE_CHARS`]) so that
 /// every error frame fits in API Gateway's 128 KB whatever the client sent.
 pub fn error_frame(request_action: Option<&str>, code: ErrorCode, message: &str) -> String {
+    error_frame_ref(request_action, None, code, message)
+}
+
+/// [`error_frame`] answering a message that carried `ref`.
+pub fn error_frame_ref(
+    request_action: Option<&str>,
+    reference: Option<&Ref>,
+    code: ErrorCode,
+    message: &str,
+) -> String {
     to_json(&ErrorFrame {
         action: "error",
         request_action: request_action.map(|a| clip(a, MAX_ECHOED_ACTION_CHARS)),
+        reference,
         error: ErrorBody {
             code,
             message: clip(message, MAX_ERROR_MESSAGE_CHARS),
@@ -101,6 +170,8 @@ pub fn error_frame(request_action: Option<&str>, code: ErrorCode, message: &str)
 #[serde(rename_all = "camelCase")]
 struct AuthOk<'a> {
     action: &'static str,
+    #[serde(rename = "ref", skip_serializing_if = "Option::is_none")]
+    reference: Option<&'a Ref>,
     success: bool,
     user_id: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -108,9 +179,10 @@ struct AuthOk<'a> {
 }
 
 /// `{"action":"auth","success":true,"userId":…}` (+ `"tenantId"` when joined).
-pub fn auth_success(user_id: &str, tenant_id: Option<&str>) -> String {
+pub fn auth_success(user_id: &str, tenant_id: Option<&str>, reference: Option<&Ref>) -> String {
     to_json(&AuthOk {
         action: "auth",
+        reference,
         success: true,
         user_id,
         tenant_id,
@@ -120,14 +192,17 @@ pub fn auth_success(user_id: &str, tenant_id: Option<&str>) -> String {
 #[derive(Serialize)]
 struct AuthErr<'a> {
     action: &'static str,
+    #[serde(rename = "ref", skip_serializing_if = "Option::is_none")]
+    reference: Option<&'a Ref>,
     success: bool,
     error: ErrorBody<'a>,
 }
 
 /// `{"action":"auth","success":false,"error":{"code":C,"message":M}}`.
-pub fn auth_failure(code: ErrorCode, message: &str) -> String {
+pub fn auth_failure(code: ErrorCode, message: &str, reference: Option<&Ref>) -> String {
     to_json(&AuthErr {
         action: "auth",
+        reference,
         success: false,
         error: ErrorBody {
             code,
@@ -136,14 +211,122 @@ pub fn auth_failure(code: ErrorCode, message: &str) -> String {
     })
 }
 
-/// `{"action":"pong","timestamp":"2026-11-26T12:00:00.000Z"}`.
-pub fn pong(now: chrono::DateTime<chrono::Utc>) -> String {
-    let ts = now.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
-    to_json(&serde_json::json!({ "action": "pong", "timestamp": ts }))
+#[derive(Serialize)]
+struct Pong<'a> {
+    action: &'static str,
+    #[serde(rename = "ref", skip_serializing_if = "Option::is_none")]
+    reference: Option<&'a Ref>,
+    timestamp: String,
+}
+
+/// `{"action":"pong","timestamp":"2026-11-26T12:00:00.000Z"}` (+ `"ref"` after `action`).
+pub fn pong(now: chrono::DateTime<chrono::Utc>, reference: Option<&Ref>) -> String {
+    to_json(&Pong {
+        action: "pong",
+        reference,
+        timestamp: now.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+    })
+}
+
+/// The one terminal reply to an action's message that carried `ref`:
+/// - no reply (a `()` handler, or `null`): `{"action":A,"ref":R,"ok":true}`;
+/// - an object: the object with `"ref"` merged in (right after `action` when that comes
+///   first);
+/// - anything else: `{"action":A,"ref":R,"data":<value>}`.
+///
+/// Without `ref` the reply is returned unchanged.
+pub fn with_ref(action: &str, reply: Option<String>, reference: Option<&Ref>) -> Option<String> {
+    let Some(reference) = reference else {
+        return reply;
+    };
+    let r = reference.as_json();
+    let action_json = to_json(action);
+    Some(match reply {
+        None => format!(r#"{{"action":{action_json},"ref":{r},"ok":true}}"#),
+        Some(text) if text == "{}" => format!(r#"{{"ref":{r}}}"#),
+        Some(text) if text.starts_with('{') => match end_of_leading_action(&text) {
+            Some(end) => format!(r#"{},"ref":{r}{}"#, &text[..end], &text[end..]),
+            None => format!(r#"{{"ref":{r},{}"#, &text[1..]),
+        },
+        Some(text) => format!(r#"{{"action":{action_json},"ref":{r},"data":{text}}}"#),
+    })
+}
+
+/// In compact JSON that starts with `{"action":"…"`, the index just past that string value.
+fn end_of_leading_action(text: &str) -> Option<usize> {
+    const PREFIX: &str = r#"{"action":""#;
+    let rest = text.strip_prefix(PREFIX)?.as_bytes();
+    let mut i = 0;
+    while i < rest.len() {
+        match rest[i] {
+            b'\\' => i += 2,
+            b'"' => return Some(PREFIX.len() + i + 1),
+            _ => i += 1,
+        }
+    }
+    None
 }
 
 /// Serializes a reply value; `Value::Null` means "no reply".
 pub(crate) fn to_json<T: Serialize + ?Sized>(value: &T) -> String {
     // Serializing our own frame types (strings, bools, maps with string keys) cannot fail.
     serde_json::to_string(value).unwrap_or_else(|_| String::from("{}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn r(v: serde_json::Value) -> Ref {
+        Ref::parse(&v).unwrap()
+    }
+
+    #[test]
+    fn replies_carry_the_ref_with_its_json_type() {
+        let s = r(json!("7"));
+        let n = r(json!(8));
+        let merged = |reply: Option<&str>, r: &Ref| {
+            serde_json::from_str::<serde_json::Value>(
+                &with_ref("send", reply.map(String::from), Some(r)).unwrap(),
+            )
+            .unwrap()
+        };
+        assert_eq!(
+            with_ref(
+                "send",
+                Some(r#"{"action":"send","delivered":2}"#.into()),
+                Some(&s)
+            ),
+            Some(r#"{"action":"send","ref":"7","delivered":2}"#.into())
+        );
+        assert_eq!(merged(None, &n), json!({"action":"send","ref":8,"ok":true}));
+        assert_eq!(
+            merged(Some(r#""x""#), &s),
+            json!({"action":"send","ref":"7","data":"x"})
+        );
+        assert_eq!(
+            merged(Some("[1]"), &n),
+            json!({"action":"send","ref":8,"data":[1]})
+        );
+        assert_eq!(merged(Some("{}"), &n), json!({"ref":8}));
+        assert_eq!(merged(Some(r#"{"n":1}"#), &n), json!({"ref":8,"n":1}));
+        assert_eq!(
+            merged(Some(r#"{"action":"a\"b","n":1}"#), &n),
+            json!({"action":"a\"b","ref":8,"n":1})
+        );
+        assert_eq!(with_ref("send", None, None), None);
+        assert_eq!(
+            pong(chrono::DateTime::UNIX_EPOCH, Some(&n)),
+            r#"{"action":"pong","ref":8,"timestamp":"1970-01-01T00:00:00.000Z"}"#
+        );
+        assert_eq!(
+            error_frame_ref(Some("send"), Some(&s), ErrorCode::BadRequest, "m"),
+            r#"{"action":"error","requestAction":"send","ref":"7","error":{"code":"bad_request","message":"m"}}"#
+        );
+        assert_eq!(
+            auth_success("alice", None, Some(&s)),
+            r#"{"action":"auth","ref":"7","success":true,"userId":"alice"}"#
+        );
+    }
 }

@@ -1,16 +1,32 @@
-//! The venturekit-ws reference app: a multi-tenant chat (DESIGN.md section 4.4).
+//! The venturekit-ws reference app: a multi-tenant chat.
 //!
 //! - `{"action":"broadcast","data":X}`: every authenticated connection in the sender's
-//!   tenant scope (sender included) receives `{"action":"message","from":…,"data":X}`.
+//!   tenant scope (sender included) receives `{"action":"message","from":…,"data":X}`; the
+//!   message is recorded in the scope's history.
 //! - `{"action":"send","to":"<userId>","data":X}`: every connection of that user in the
 //!   sender's tenant scope receives the message; the sender gets
 //!   `{"action":"send","delivered":N}`.
+//! - `{"action":"history"}`: `{"action":"history","messages":[{"from","data","at"},…]}`, the
+//!   last 50 broadcasts of the caller's scope, oldest first (app state: [`History`]).
+//! - `{"action":"kick","userId":U}` (role `admin`): every connection of `U` in the caller's
+//!   scope gets `{"action":"kicked","by":<admin>}` and is closed; the reply is
+//!   `{"action":"kick","closed":N}`.
+//! - When an authenticated connection goes away for any reason, the other authenticated
+//!   connections of its scope receive `{"action":"left","userId":U,"reason":R}` (a
+//!   disconnect hook).
 //!
 //! The built-in `auth` and `ping` come with the framework.
 
+pub mod history;
+
+pub use history::{Entry, History, HistoryStore, MemoryHistory};
+
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
-use venturekit_ws::{App, Ctx, WsError, actions, ws_action};
+use serde_json::{Value, json};
+use venturekit_ws::messaging::Scope;
+use venturekit_ws::{
+    App, Connection, Ctx, DisconnectReason, HookCtx, State, WsError, actions, ws_action,
+};
 
 /// `{"action":"broadcast","data":X}`.
 #[derive(Debug, Deserialize)]
@@ -26,6 +42,14 @@ pub struct Send {
     pub to: String,
     /// Any JSON value.
     pub data: Value,
+}
+
+/// `{"action":"kick","userId":"bob"}`.
+#[derive(Debug, Deserialize)]
+pub struct Kick {
+    /// The user whose connections are closed.
+    #[serde(rename = "userId")]
+    pub user_id: String,
 }
 
 /// What recipients receive.
@@ -54,13 +78,46 @@ pub struct Delivered {
     pub delivered: usize,
 }
 
-/// Sends `data` to every authenticated connection in the sender's tenant scope.
+/// The reply to `history`.
+#[derive(Debug, Serialize)]
+pub struct HistoryReply {
+    action: &'static str,
+    /// The last broadcasts of the caller's scope, oldest first.
+    pub messages: Vec<Entry>,
+}
+
+/// The reply to `kick`.
+#[derive(Debug, Serialize)]
+pub struct Kicked {
+    action: &'static str,
+    /// Connections closed.
+    pub closed: usize,
+}
+
+/// The history key of a scope: the tenant, or `-` for tenant-less connections.
+fn scope_key(tenant: Option<&str>) -> String {
+    tenant.unwrap_or("-").to_owned()
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// Sends `data` to every authenticated connection in the sender's tenant scope, and
+/// records it in the scope's history.
 #[ws_action("broadcast")]
-pub async fn broadcast(ctx: Ctx, msg: Broadcast) -> Result<(), WsError> {
+pub async fn broadcast(ctx: Ctx, history: State<History>, msg: Broadcast) -> Result<(), WsError> {
     let from = ctx.require_user()?;
-    ctx.connections()
-        .broadcast_in(&ctx.scope(), &ChatMessage::new(from, &msg.data))
-        .await?;
+    let entry = Entry {
+        from: from.to_owned(),
+        data: msg.data.clone(),
+        at: now_ms(),
+    };
+    history.record(&scope_key(ctx.tenant_id()), entry).await?;
+    ctx.broadcast(&ChatMessage::new(from, &msg.data)).await?;
     Ok(())
 }
 
@@ -69,8 +126,7 @@ pub async fn broadcast(ctx: Ctx, msg: Broadcast) -> Result<(), WsError> {
 pub async fn send(ctx: Ctx, msg: Send) -> Result<Delivered, WsError> {
     let from = ctx.require_user()?;
     let report = ctx
-        .connections()
-        .send_to_user_in(&msg.to, &ctx.scope(), &ChatMessage::new(from, &msg.data))
+        .send_to_user(&msg.to, &ChatMessage::new(from, &msg.data))
         .await?;
     Ok(Delivered {
         action: "send",
@@ -78,14 +134,66 @@ pub async fn send(ctx: Ctx, msg: Send) -> Result<Delivered, WsError> {
     })
 }
 
+/// The last 50 broadcasts of the caller's scope, oldest first.
+#[ws_action("history")]
+pub async fn history(ctx: Ctx, history: State<History>) -> Result<HistoryReply, WsError> {
+    let messages = history.last(&scope_key(ctx.tenant_id())).await?;
+    Ok(HistoryReply {
+        action: "history",
+        messages,
+    })
+}
+
+/// Closes every connection of a user in the caller's scope (admins only).
+#[ws_action("kick", role = "admin")]
+pub async fn kick(ctx: Ctx, msg: Kick) -> Result<Kicked, WsError> {
+    let admin = ctx.require_user()?;
+    let scope = ctx.scope();
+    let everywhere = ctx.all_tenants();
+    let targets = everywhere.get_by_user(&msg.user_id).await?;
+    let notice = json!({"action": "kicked", "by": admin});
+    let mut closed = 0;
+    for target in targets
+        .iter()
+        .filter(|t| t.authenticated && scope.contains(t))
+    {
+        // Best effort: a target that is already gone is closed (and removed) all the same.
+        let _ = everywhere
+            .post_to_connection(&target.connection_id, &notice)
+            .await;
+        everywhere.close(&target.connection_id).await?;
+        closed += 1;
+    }
+    Ok(Kicked {
+        action: "kick",
+        closed,
+    })
+}
+
+/// Tells the rest of the scope that an authenticated connection went away.
+pub async fn announce_leave(record: Connection, reason: DisconnectReason, ctx: HookCtx) {
+    let (true, Some(user)) = (record.authenticated, record.user_id.as_deref()) else {
+        return;
+    };
+    let notice = json!({"action": "left", "userId": user, "reason": reason});
+    let scope = Scope::of_tenant(record.tenant_id.as_deref());
+    if let Err(e) = ctx.all_tenants().broadcast_in(&scope, &notice).await {
+        tracing::warn!(error = %e, "announcing a leave failed");
+    }
+}
+
+/// The chat's actions, hooks and state on `app` (the test kit and tests build on this).
+pub fn configure(app: App, history: History) -> App {
+    app.state(history)
+        .actions(actions![broadcast, send, history, kick])
+        .on_disconnect(announce_leave)
+}
+
 /// The chat app with its actions registered, configured from the environment and from
 /// `venturekit.toml` (embedded, so Lambda and the local server read the same settings).
 pub fn app() -> Result<App, venturekit_ws::Error> {
-    App::from_env()?
-        .name("chat")
-        .actions(actions![broadcast, send])
-        .deploy_config(
-            "examples/chat/venturekit.toml",
-            include_str!("../venturekit.toml"),
-        )
+    configure(App::from_env()?.name("chat"), History::from_env()?).deploy_config(
+        "examples/chat/venturekit.toml",
+        include_str!("../venturekit.toml"),
+    )
 }

@@ -148,8 +148,18 @@ where
 
 #[test]
 fn lambda_mode_without_configuration_fails_clearly() {
+    // The chat's own setting: history must not live in one instance's memory.
     let out = chat()
         .env("AWS_LAMBDA_RUNTIME_API", "127.0.0.1:9")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("CHAT_HISTORY_TABLE"), "{stderr}");
+    // The framework's.
+    let out = chat()
+        .env("AWS_LAMBDA_RUNTIME_API", "127.0.0.1:9")
+        .env("CHAT_HISTORY_TABLE", "history")
         .output()
         .unwrap();
     assert!(!out.status.success());

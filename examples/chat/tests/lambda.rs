@@ -49,6 +49,13 @@ fn clean_command_for(bin: &str) -> Command {
     cmd
 }
 
+/// Creates the chat's history table beside the connections table `table`.
+async fn history_table(client: &aws_sdk_dynamodb::Client, table: &str) {
+    chat::history::create_table(client, &format!("{table}-history"))
+        .await
+        .expect("creating the history table in moto failed");
+}
+
 fn start(runtime: &RuntimeApi, table: &str, mgmt: &ManagementServer) -> Function {
     let child = with_lambda_env(clean_command(), runtime, table, mgmt)
         .stdout(Stdio::null())
@@ -65,6 +72,7 @@ fn with_lambda_env(
 ) -> Command {
     cmd.env("AWS_LAMBDA_RUNTIME_API", runtime.addr.to_string())
         .env("VK_WS_TABLE", table)
+        .env("CHAT_HISTORY_TABLE", format!("{table}-history"))
         .env("VK_WS_JWT_SECRET", SECRET)
         .env("AWS_ENDPOINT_URL_DYNAMODB", moto_endpoint())
         .env(
@@ -147,6 +155,7 @@ async fn auth(
 async fn the_chat_runs_on_lambda_with_dynamodb_and_the_management_api() {
     let client = dynamo_client();
     let table = fresh_table(&client, "lambda").await;
+    history_table(&client, &table).await;
     let store = DynamoStore::new(client.clone(), table.clone());
     let runtime = RuntimeApi::start().await;
     let mgmt = ManagementServer::start().await;
@@ -319,6 +328,7 @@ fn missing_jwt_configuration_is_a_clear_startup_error() {
     let out = clean_command()
         .env("AWS_LAMBDA_RUNTIME_API", "127.0.0.1:9")
         .env("VK_WS_TABLE", "connections")
+        .env("CHAT_HISTORY_TABLE", "history")
         .output()
         .unwrap();
     assert!(!out.status.success());
@@ -331,6 +341,7 @@ fn missing_jwt_configuration_is_a_clear_startup_error() {
 async fn panics_are_contained(bin: &str) {
     let client = dynamo_client();
     let table = fresh_table(&client, "panic").await;
+    history_table(&client, &table).await;
     let runtime = RuntimeApi::start().await;
     let mgmt = ManagementServer::start().await;
     let log = std::env::temp_dir().join(format!("vk-panic-{:08x}.log", rand_suffix()));
@@ -387,7 +398,9 @@ async fn the_cargo_lambda_bootstrap_keeps_panics_contained() {
     let bin = std::env::var("VK_TEST_BOOTSTRAP").expect(
         "set VK_TEST_BOOTSTRAP to the cargo lambda build output, e.g. target/lambda/x86_64/chat/bootstrap",
     );
-    let bin =
-        std::fs::canonicalize(&bin).unwrap_or_else(|e| panic!("VK_TEST_BOOTSTRAP={bin}: {e}"));
+    // Relative paths are from the workspace root (tests run in the package's directory).
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let bin = std::fs::canonicalize(root.join(&bin))
+        .unwrap_or_else(|e| panic!("VK_TEST_BOOTSTRAP={bin}: {e}"));
     panics_are_contained(bin.to_str().unwrap()).await;
 }

@@ -1,5 +1,5 @@
 use serde::{Deserialize, Serialize};
-use venturekit_ws::{App, Config, Ctx, WsError, actions, ws_action};
+use venturekit_ws::{App, Config, Ctx, State, WsError, actions, ws_action};
 
 #[derive(Deserialize)]
 struct Send {
@@ -48,6 +48,24 @@ async fn maybe(_ctx: Ctx) -> Result<Option<Sent>, WsError> {
     Ok(None)
 }
 
+#[derive(Deserialize)]
+struct Join {
+    room: String,
+}
+
+// State extractors, then the message; declared roles and scopes.
+struct Db {
+    name: &'static str,
+}
+
+#[ws_action("stateful", role = ["admin", "ops"], scope = "db:write")]
+async fn stateful(ctx: Ctx, db: State<Db>, msg: Join) -> Result<String, WsError> {
+    Ok(format!("{} {} {}", ctx.action(), db.name, msg.room))
+}
+
+#[ws_action("state_only", scope = ["a", "b"])]
+async fn state_only(_ctx: Ctx, _db: State<Db>) {}
+
 mod admin {
     use venturekit_ws::{Ctx, WsError, ws_action};
 
@@ -71,4 +89,17 @@ fn main() {
     let empty = actions![];
     assert!(empty.is_empty());
     let _app = App::new(Config::default()).actions(list);
+    let policies = actions![stateful, state_only];
+    assert_eq!(policies[0].roles(), ["admin", "ops"]);
+    assert_eq!(policies[0].scopes(), ["db:write"]);
+    assert_eq!(policies[1].scopes(), ["a", "b"]);
+    assert_eq!(policies[0].required_state().len(), 1);
+    // Without the state the app refuses to start; with it, it builds.
+    let app = App::new(Config::default()).actions(policies.clone());
+    let err = app.dispatcher(venturekit_ws::Mode::Local).unwrap_err();
+    assert!(err.to_string().contains("needs state of type"), "{err}");
+    let app = App::new(Config::default())
+        .state(Db { name: "main" })
+        .actions(policies);
+    assert!(app.dispatcher(venturekit_ws::Mode::Local).is_ok());
 }

@@ -13,8 +13,10 @@ use crate::config::{Config, DEV_SECRET, JwtKey};
 use crate::deploy::{DeployConfig, EnvConfig};
 use crate::dispatch::{Dispatcher, DispatcherParts};
 use crate::error::Error;
+use crate::hooks::{ConnectRequest, DisconnectReason, HookCtx, Hooks};
 use crate::local::LocalServer;
-use crate::store::{ConnectionStore, MemoryStore};
+use crate::store::{Connection, ConnectionStore, MemoryStore};
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -39,6 +41,9 @@ pub struct App {
     store: Option<Arc<dyn ConnectionStore>>,
     deploy: Option<DeployConfig>,
     name: Option<String>,
+    authorize: Option<Arc<crate::dispatch::AuthorizeFn>>,
+    states: crate::state::States,
+    hooks: Hooks,
 }
 
 impl std::fmt::Debug for App {
@@ -74,6 +79,9 @@ impl App {
             store: None,
             deploy: None,
             name: None,
+            authorize: None,
+            states: crate::state::States::default(),
+            hooks: Hooks::default(),
         }
     }
 
@@ -125,6 +133,77 @@ impl App {
     /// asks for. Only for apps where tenants are not a security boundary.
     pub fn trust_client_tenant(mut self, trust: bool) -> Self {
         self.trust_client_tenant = trust;
+        self
+    }
+
+    /// Gives the app a state value (a database client, an HTTP client, configuration):
+    /// handlers receive it as a `State<T>` argument, hooks through their context. One value
+    /// per type; a handler that needs a type the app was not given is an error when the app
+    /// starts ([`Error::MissingState`]).
+    pub fn state<T: Send + Sync + 'static>(mut self, value: T) -> Self {
+        self.states.insert(value);
+        self
+    }
+
+    /// Runs `hook` on every new connection, before its record is saved. It sees the
+    /// upgrade request's headers and query string; `Err` refuses the connection (HTTP 403
+    /// from the local server, status 403 from `$connect` on Lambda). See [`crate::hooks`].
+    pub fn on_connect<F, Fut>(mut self, hook: F) -> Self
+    where
+        F: Fn(ConnectRequest, HookCtx) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<(), crate::WsError>> + Send + 'static,
+    {
+        self.hooks.on_connect = Some(Arc::new(move |request, ctx| Box::pin(hook(request, ctx))));
+        self
+    }
+
+    /// Runs `hook` after every successful `auth` (after the reply), with the authenticated
+    /// record.
+    pub fn on_auth<F, Fut>(mut self, hook: F) -> Self
+    where
+        F: Fn(Connection, HookCtx) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        self.hooks.on_auth = Some(Arc::new(move |record, ctx| Box::pin(hook(record, ctx))));
+        self
+    }
+
+    /// Runs `hook` once for every connection whose record is removed, with the record as
+    /// it was and why: `$disconnect` ([`DisconnectReason::Client`]), a 410 during a
+    /// delivery (`Gone`), the sweeper (`Expired`), or the server closing it (`Closed`).
+    pub fn on_disconnect<F, Fut>(mut self, hook: F) -> Self
+    where
+        F: Fn(Connection, DisconnectReason, HookCtx) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        self.hooks.on_disconnect = Some(Arc::new(move |record, reason, ctx| {
+            Box::pin(hook(record, reason, ctx))
+        }));
+        self
+    }
+
+    /// Adds an app-wide authorization rule, checked for every guarded action after its
+    /// declared roles and scopes. `Err(message)` refuses the call with `forbidden` (the
+    /// message goes to the client); user code does not run.
+    ///
+    /// ```
+    /// # use venturekit_ws::{App, Config};
+    /// let app = App::new(Config::default()).authorize(|call| {
+    ///     if call.action == "export" && call.connection.tenant_id.as_deref() == Some("trial") {
+    ///         return Err("exports are not part of the trial".into());
+    ///     }
+    ///     Ok(())
+    /// });
+    /// # let _ = app;
+    /// ```
+    pub fn authorize(
+        mut self,
+        check: impl Fn(&crate::dispatch::Authorization<'_>) -> Result<(), String>
+        + Send
+        + Sync
+        + 'static,
+    ) -> Self {
+        self.authorize = Some(Arc::new(check));
         self
     }
 
@@ -194,6 +273,10 @@ impl App {
             fanout_concurrency: self.config.fanout_concurrency,
             limits: crate::dispatch::Limits::from_config(&self.config),
             selection_field,
+            roles_claim: self.config.roles_claim.clone(),
+            authorize: self.authorize.clone(),
+            states: self.states.clone(),
+            hooks: self.hooks.clone(),
         })?;
         Ok(if self.config.panic_probe {
             tracing::warn!(

@@ -4,6 +4,7 @@
 //! an RSA key only RS*/PS*, an EC key only ES*, an Ed25519 key only EdDSA. `alg: none`
 //! is never accepted, and a token cannot pick HS256 to turn a public key into an HMAC secret.
 
+use crate::claims::{Claims, MAX_KEPT_CLAIMS_BYTES};
 use crate::config::{Config, JwtKey};
 use crate::error::Error;
 use crate::protocol::ErrorCode;
@@ -27,6 +28,8 @@ pub struct Identity {
     pub tenant_id: Option<String>,
     /// The token's `email` claim, if present.
     pub email: Option<String>,
+    /// The claims kept on the record: roles, scopes, and those named in `VK_WS_KEEP_CLAIMS`.
+    pub claims: Claims,
 }
 
 /// The claims of a verified token that the framework uses.
@@ -38,6 +41,8 @@ pub struct VerifiedToken {
     pub email: Option<String>,
     /// The tenant claim: `None` when the token has no such claim.
     pub tenants: Option<Vec<String>>,
+    /// The claims to keep on the connection record.
+    pub claims: Claims,
 }
 
 /// Why an `auth` message was refused. Messages are safe to send to the client.
@@ -67,6 +72,8 @@ pub(crate) struct ClaimRules {
     token_use: Option<String>,
     /// For Cognito access tokens, which carry `client_id` instead of `aud`.
     client_id: Option<String>,
+    /// Claims copied onto the record: the roles claim, `scope`, `scp`, `VK_WS_KEEP_CLAIMS`.
+    kept: Vec<String>,
 }
 
 impl ClaimRules {
@@ -80,6 +87,7 @@ impl ClaimRules {
             } else {
                 None
             },
+            kept: config.kept_claim_names(),
         }
     }
 }
@@ -202,10 +210,23 @@ fn extract(claims: Map<String, Value>, rules: &ClaimRules) -> Result<VerifiedTok
             ),
         ));
     }
+    let mut kept = Map::new();
+    for name in &rules.kept {
+        if let Some(value) = claims.get(name) {
+            kept.insert(name.clone(), value.clone());
+        }
+    }
+    let kept = Claims::new(kept);
+    if kept.json_len() > MAX_KEPT_CLAIMS_BYTES {
+        return Err(invalid(
+            "the token's kept claims (roles, scopes, VK_WS_KEEP_CLAIMS) exceed 2 KB in total",
+        ));
+    }
     Ok(VerifiedToken {
         sub,
         email,
         tenants,
+        claims: kept,
     })
 }
 
@@ -413,6 +434,7 @@ mod tests {
             sub: "alice".into(),
             email: None,
             tenants: tenants.map(|t| t.iter().map(|s| s.to_string()).collect()),
+            claims: Claims::default(),
         }
     }
 

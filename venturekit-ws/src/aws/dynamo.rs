@@ -11,6 +11,7 @@
 //!   survives.
 
 use crate::auth::Identity;
+use crate::claims::Claims;
 use crate::clock::now_secs;
 use crate::store::{Connection, ConnectionStore, ExpiredPage, StoreError};
 use aws_sdk_dynamodb::Client;
@@ -85,9 +86,60 @@ fn to_item(c: &Connection) -> Item {
     if let Some(v) = &c.email {
         item.insert("email".into(), s(v));
     }
+    if !c.claims.is_empty() {
+        item.insert("claims".into(), claims_to_attribute(&c.claims));
+    }
     item.insert("connectedAt".into(), n(c.connected_at));
     item.insert("ttl".into(), n(c.ttl));
     item
+}
+
+/// JSON → DynamoDB attribute: strings `S`, numbers `N`, booleans `BOOL`, null `NULL`,
+/// arrays `L`, objects `M` (kept claims are stored verbatim as a map).
+fn to_attribute(value: &serde_json::Value) -> AttributeValue {
+    use serde_json::Value;
+    match value {
+        Value::Null => AttributeValue::Null(true),
+        Value::Bool(b) => AttributeValue::Bool(*b),
+        Value::Number(n) => AttributeValue::N(n.to_string()),
+        Value::String(s) => AttributeValue::S(s.clone()),
+        Value::Array(items) => AttributeValue::L(items.iter().map(to_attribute).collect()),
+        Value::Object(map) => AttributeValue::M(
+            map.iter()
+                .map(|(k, v)| (k.clone(), to_attribute(v)))
+                .collect(),
+        ),
+    }
+}
+
+/// DynamoDB attribute → JSON (the inverse of [`to_attribute`]; other types become null).
+fn from_attribute(value: &AttributeValue) -> serde_json::Value {
+    use serde_json::Value;
+    match value {
+        AttributeValue::Null(_) => Value::Null,
+        AttributeValue::Bool(b) => Value::Bool(*b),
+        AttributeValue::N(n) => serde_json::from_str::<serde_json::Number>(n)
+            .map(Value::Number)
+            .unwrap_or(Value::Null),
+        AttributeValue::S(s) => Value::String(s.clone()),
+        AttributeValue::L(items) => Value::Array(items.iter().map(from_attribute).collect()),
+        AttributeValue::M(map) => Value::Object(
+            map.iter()
+                .map(|(k, v)| (k.clone(), from_attribute(v)))
+                .collect(),
+        ),
+        _ => Value::Null,
+    }
+}
+
+fn claims_to_attribute(claims: &Claims) -> AttributeValue {
+    AttributeValue::M(
+        claims
+            .as_map()
+            .iter()
+            .map(|(k, v)| (k.clone(), to_attribute(v)))
+            .collect(),
+    )
 }
 
 fn from_item(item: &Item) -> Result<Connection, StoreError> {
@@ -106,6 +158,13 @@ fn from_item(item: &Item) -> Result<Connection, StoreError> {
         user_id: text("userId"),
         tenant_id: text("tenantId"),
         email: text("email"),
+        claims: match item.get("claims") {
+            Some(attribute @ AttributeValue::M(_)) => match from_attribute(attribute) {
+                serde_json::Value::Object(map) => Claims::new(map),
+                _ => Claims::default(),
+            },
+            _ => Claims::default(),
+        },
         connected_at: number("connectedAt").unwrap_or(0),
         // A row without a readable ttl is treated as expired.
         ttl: number("ttl").unwrap_or(0),
@@ -269,6 +328,13 @@ impl ConnectionStore for DynamoStore {
             }
             None => remove.push("email"),
         }
+        if identity.claims.is_empty() {
+            remove.push("claims");
+        } else {
+            set.push("claims = :claims");
+            request = request
+                .expression_attribute_values(":claims", claims_to_attribute(&identity.claims));
+        }
         let mut expression = format!("SET {}", set.join(", "));
         if !remove.is_empty() {
             expression.push_str(&format!(" REMOVE {}", remove.join(", ")));
@@ -297,15 +363,17 @@ impl ConnectionStore for DynamoStore {
         }
     }
 
-    async fn remove(&self, connection_id: &str) -> Result<(), StoreError> {
-        self.client
+    async fn remove(&self, connection_id: &str) -> Result<Option<Connection>, StoreError> {
+        let output = self
+            .client
             .delete_item()
             .table_name(&self.table)
             .key("connectionId", s(connection_id))
+            .return_values(ReturnValue::AllOld)
             .send()
             .await
             .map_err(backend("delete"))?;
-        Ok(())
+        output.attributes().map(from_item).transpose()
     }
 
     async fn get(&self, connection_id: &str) -> Result<Option<Connection>, StoreError> {
@@ -563,6 +631,12 @@ mod tests {
             user_id: Some("alice".into()),
             tenant_id: Some("acme".into()),
             email: Some("a@example.com".into()),
+            claims: Claims::new(
+                serde_json::json!({"roles": ["admin", "ops"], "scope": "a b", "plan": {"seats": 5, "trial": false, "note": null}})
+                    .as_object()
+                    .cloned()
+                    .unwrap_or_default(),
+            ),
             connected_at: 1_700_000_000_123,
             ttl: 1_700_007_200,
         };

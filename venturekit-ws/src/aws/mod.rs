@@ -6,12 +6,12 @@
 //! ## Out-of-band sends
 //!
 //! Code that runs without an incoming WebSocket event — an SQS consumer, a cron Lambda —
-//! can reach connections with [`connections_from_env`], given `VK_WS_TABLE` and
+//! can reach connections with [`messenger_from_env`], given `VK_WS_TABLE` and
 //! `VK_WS_MANAGEMENT_ENDPOINT` (`https://{apiId}.execute-api.{region}.amazonaws.com/{stage}`):
 //!
 //! ```no_run
 //! # async fn job() -> Result<(), Box<dyn std::error::Error>> {
-//! let connections = venturekit_ws::aws::connections_from_env().await?;
+//! let connections = venturekit_ws::aws::messenger_from_env().await?;
 //! let note = serde_json::json!({"action": "notice", "text": "maintenance at 22:00"});
 //! let report = connections.send_to_tenant("acme", &note).await.map_err(|e| e.to_string())?;
 //! println!("delivered {}, gone {}, failed {}", report.delivered, report.gone, report.failed);
@@ -26,7 +26,7 @@ pub use management::{ApiGatewayDelivery, ManagementApi, RetryPolicy};
 
 use crate::config::Config;
 use crate::error::Error;
-use crate::messaging::Connections;
+use crate::messaging::Messenger;
 use std::sync::Arc;
 
 /// Loads the shared AWS configuration (region, credentials, endpoint overrides such as
@@ -37,7 +37,7 @@ pub async fn sdk_config() -> aws_config::SdkConfig {
 
 /// Messaging for code outside WebSocket events: the DynamoDB store of `VK_WS_TABLE` and
 /// the management endpoint of `VK_WS_MANAGEMENT_ENDPOINT`.
-pub async fn connections_from_env() -> Result<Connections, Error> {
+pub async fn messenger_from_env() -> Result<Messenger, Error> {
     let config = Config::from_env()?;
     let table = config
         .table
@@ -52,6 +52,6 @@ pub async fn connections_from_env() -> Result<Connections, Error> {
             "VK_WS_MANAGEMENT_ENDPOINT (or AWS_ENDPOINT_URL_APIGATEWAYMANAGEMENTAPI) is required to send without an incoming event".into(),
         )
     })?;
-    Ok(Connections::new(Arc::new(store), api.delivery(&endpoint))
+    Ok(Messenger::new(Arc::new(store), api.delivery(&endpoint))
         .with_concurrency(config.fanout_concurrency))
 }

@@ -4,23 +4,37 @@
 use super::{Dispatcher, NO_RECORD, close, reply};
 use crate::auth::{AuthFailure, Identity, resolve_tenant};
 use crate::clock::now_secs;
-use crate::messaging::Connections;
-use crate::protocol::{self, ErrorCode};
+use crate::hooks::HookCtx;
+use crate::messaging::Messenger;
+use crate::protocol::{self, ErrorCode, Ref};
 use crate::store::StoreError;
 use serde::Deserialize;
 
 impl Dispatcher {
-    pub(super) async fn auth(&self, connections: &Connections, id: &str, body: &str) {
-        let fail = |code, message: &str| protocol::auth_failure(code, message);
+    pub(super) async fn auth(
+        &self,
+        connections: &Messenger,
+        id: &str,
+        body: &str,
+        reference: Option<&Ref>,
+    ) {
+        let fail = |code, message: &str| protocol::auth_failure(code, message, reference);
         let identity = match self.check_auth_message(body).await {
             Ok(identity) => identity,
-            Err(failure) => return self.auth_failed(connections, id, failure).await,
+            Err(failure) => return self.auth_failed(connections, id, failure, reference).await,
         };
         let ttl = now_secs() + self.session_ttl_secs;
         match self.store.authenticate(id, &identity, ttl).await {
             Ok(record) => {
-                let frame = protocol::auth_success(&identity.user_id, record.tenant_id.as_deref());
-                reply(connections, id, &frame).await
+                let frame = protocol::auth_success(
+                    &identity.user_id,
+                    record.tenant_id.as_deref(),
+                    reference,
+                );
+                reply(connections, id, &frame).await;
+                if let Some(hook) = &self.hooks.on_auth {
+                    hook(record, HookCtx::new(connections.clone(), self.app.clone())).await;
+                }
             }
             Err(StoreError::NotFound) => {
                 let frame = fail(
@@ -35,7 +49,7 @@ impl Dispatcher {
                     ErrorCode::InvalidToken,
                     "the connection is already authenticated as another user",
                 );
-                self.auth_failed(connections, id, failure).await
+                self.auth_failed(connections, id, failure, reference).await
             }
             Err(StoreError::Backend(e)) => {
                 tracing::error!(connection_id = id, error = %e, "auth: updating the record failed");
@@ -83,23 +97,31 @@ impl Dispatcher {
             user_id: verified.sub,
             tenant_id: tenant,
             email: verified.email,
+            claims: verified.claims,
         })
     }
 
     /// Replies with the failure and counts it; past the cap the connection is closed. A
     /// failure of ours (`internal`, e.g. the JWKS endpoint is down) is not the client's and
     /// is not counted.
-    async fn auth_failed(&self, connections: &Connections, id: &str, failure: AuthFailure) {
+    async fn auth_failed(
+        &self,
+        connections: &Messenger,
+        id: &str,
+        failure: AuthFailure,
+        reference: Option<&Ref>,
+    ) {
+        let fail = |code, message: &str| protocol::auth_failure(code, message, reference);
         if failure.code == ErrorCode::Internal {
             tracing::warn!(connection_id = id, reason = %failure.message, "auth could not be checked");
-            let frame = protocol::auth_failure(failure.code, &failure.message);
+            let frame = fail(failure.code, &failure.message);
             return reply(connections, id, &frame).await;
         }
         let failures = match self.store.count_auth_failure(id).await {
             Ok(Some(n)) => n,
             Ok(None) => {
                 // No live record: nothing can count this connection's attempts.
-                let frame = protocol::auth_failure(ErrorCode::Unauthorized, NO_RECORD);
+                let frame = fail(ErrorCode::Unauthorized, NO_RECORD);
                 reply(connections, id, &frame).await;
                 return close(connections, id).await;
             }
@@ -111,20 +133,10 @@ impl Dispatcher {
         tracing::info!(connection_id = id, code = %failure.code, failures, "auth refused");
         if failures >= self.limits.max_auth_failures {
             let message = format!("{}; too many failed attempts, closing", failure.message);
-            reply(
-                connections,
-                id,
-                &protocol::auth_failure(failure.code, &message),
-            )
-            .await;
+            reply(connections, id, &fail(failure.code, &message)).await;
             return close(connections, id).await;
         }
-        reply(
-            connections,
-            id,
-            &protocol::auth_failure(failure.code, &failure.message),
-        )
-        .await
+        reply(connections, id, &fail(failure.code, &failure.message)).await
     }
 }
 

@@ -1,17 +1,30 @@
-//! Reading the route selection field (`action`) without deserializing the rest.
+//! Reading the envelope — the route selection field (`action`) and `ref` — without
+//! deserializing the rest.
 
+use crate::protocol::Ref;
 use serde::de::{self, IgnoredAny, MapAccess, Visitor};
 
-/// Reads the route selection field (`action` by default) from a message without
-/// deserializing the rest. Errors are client-facing.
-pub(super) fn envelope(body: &str, field: &str) -> Result<String, String> {
+/// The framework's fields of a message. Each is checked on its own, so an error about one
+/// can still name (or carry) the other.
+#[derive(Debug, PartialEq)]
+pub(super) struct Envelope {
+    /// The action name, or why there is none.
+    pub(super) action: Result<String, String>,
+    /// The `ref`, if any, or why it is ill-formed.
+    pub(super) reference: Result<Option<Ref>, String>,
+}
+
+/// Reads the route selection field (`action` by default) and `ref` from a message without
+/// deserializing the rest. An `Err` means the body is not a JSON object at all. Errors are
+/// client-facing.
+pub(super) fn envelope(body: &str, field: &str) -> Result<Envelope, String> {
     if body.trim().is_empty() {
         return Err(format!(
             "empty message: send a JSON object with an `{field}`"
         ));
     }
     let mut de = serde_json::Deserializer::from_str(body);
-    let action =
+    let envelope =
         de::Deserializer::deserialize_any(&mut de, EnvelopeVisitor { field }).map_err(|e| {
             if e.is_syntax() || e.is_eof() {
                 format!("message is not valid JSON: {e}")
@@ -21,7 +34,7 @@ pub(super) fn envelope(body: &str, field: &str) -> Result<String, String> {
         })?;
     de.end()
         .map_err(|e| format!("message is not valid JSON: {e}"))?;
-    action
+    envelope
 }
 
 struct EnvelopeVisitor<'f> {
@@ -29,7 +42,7 @@ struct EnvelopeVisitor<'f> {
 }
 
 impl<'de> Visitor<'de> for EnvelopeVisitor<'_> {
-    type Value = Result<String, String>;
+    type Value = Result<Envelope, String>;
 
     fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("a JSON object")
@@ -37,6 +50,7 @@ impl<'de> Visitor<'de> for EnvelopeVisitor<'_> {
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
         let mut action: Option<Result<String, String>> = None;
+        let mut reference: Option<Result<Option<Ref>, String>> = None;
         while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
             if key == self.field {
                 if action.is_some() {
@@ -50,11 +64,20 @@ impl<'de> Visitor<'de> for EnvelopeVisitor<'_> {
                     serde_json::Value::String(s) => Ok(s),
                     _ => Err(format!("`{}` must be a string", self.field)),
                 });
+            } else if key == "ref" {
+                if reference.is_some() {
+                    return Err(de::Error::custom("duplicate `ref` field"));
+                }
+                let value: serde_json::Value = map.next_value()?;
+                reference = Some(Ref::parse(&value).map(Some));
             } else {
                 map.next_value::<IgnoredAny>()?;
             }
         }
-        Ok(action.unwrap_or_else(|| Err(format!("missing `{}`", self.field))))
+        Ok(Ok(Envelope {
+            action: action.unwrap_or_else(|| Err(format!("missing `{}`", self.field))),
+            reference: reference.unwrap_or(Ok(None)),
+        }))
     }
 
     fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
@@ -88,25 +111,29 @@ fn not_object(field: &str) -> String {
 mod tests {
     use super::envelope;
 
+    fn action(body: &str, field: &str) -> Result<String, String> {
+        envelope(body, field)?.action
+    }
+
     #[test]
     fn envelope_reads_only_the_action() {
         assert_eq!(
-            envelope(r#"{"action":"send","to":"x"}"#, "action"),
+            action(r#"{"action":"send","to":"x"}"#, "action"),
             Ok("send".into())
         );
         assert_eq!(
-            envelope(r#"{"to":{"deep":[1,2]},"action":"a"}"#, "action"),
+            action(r#"{"to":{"deep":[1,2]},"action":"a"}"#, "action"),
             Ok("a".into())
         );
         assert_eq!(
-            envelope(r#"{"action":5}"#, "action"),
+            action(r#"{"action":5}"#, "action"),
             Err("`action` must be a string".into())
         );
         assert_eq!(
-            envelope(r#"{"x":1}"#, "action"),
+            action(r#"{"x":1}"#, "action"),
             Err("missing `action`".into())
         );
-        let error = |body| envelope(body, "action").unwrap_err();
+        let error = |body| action(body, "action").unwrap_err();
         assert!(error("[1,2]").contains("JSON object"));
         assert!(error("\"hi\"").contains("JSON object"));
         assert!(error("{nope").contains("not valid JSON"));
@@ -114,10 +141,52 @@ mod tests {
         assert!(error(r#"{"action":"a","action":"b"}"#).contains("duplicate"));
         assert!(error("").contains("empty"));
         // `$request.body.type`
-        assert_eq!(envelope(r#"{"type":"send"}"#, "type"), Ok("send".into()));
+        assert_eq!(action(r#"{"type":"send"}"#, "type"), Ok("send".into()));
         assert_eq!(
-            envelope(r#"{"action":"send"}"#, "type"),
+            action(r#"{"action":"send"}"#, "type"),
             Err("missing `type`".into())
         );
+    }
+
+    #[test]
+    fn envelope_reads_and_checks_the_ref() {
+        let reference = |body: &str| {
+            envelope(body, "action")
+                .unwrap()
+                .reference
+                .map(|r| r.map(|r| r.as_json().to_owned()))
+        };
+        assert_eq!(reference(r#"{"action":"a"}"#), Ok(None));
+        assert_eq!(
+            reference(r#"{"action":"a","ref":"7"}"#),
+            Ok(Some("\"7\"".into()))
+        );
+        assert_eq!(reference(r#"{"ref":8,"action":"a"}"#), Ok(Some("8".into())));
+        assert_eq!(
+            reference(r#"{"ref":"a.b:c-d_E9"}"#),
+            Ok(Some("\"a.b:c-d_E9\"".into()))
+        );
+        assert_eq!(
+            reference(r#"{"ref":9007199254740991}"#),
+            Ok(Some("9007199254740991".into()))
+        );
+        for bad in [
+            r#"{"ref":""}"#,
+            r#"{"ref":"has space"}"#,
+            r#"{"ref":"é"}"#,
+            r#"{"ref":-1}"#,
+            r#"{"ref":1.5}"#,
+            r#"{"ref":9007199254740992}"#,
+            r#"{"ref":null}"#,
+            r#"{"ref":true}"#,
+            r#"{"ref":["1"]}"#,
+        ] {
+            assert!(reference(bad).is_err(), "{bad}");
+        }
+        let long = format!(r#"{{"ref":"{}"}}"#, "x".repeat(65));
+        assert!(reference(&long).is_err());
+        let max = format!(r#"{{"ref":"{}"}}"#, "x".repeat(64));
+        assert!(reference(&max).is_ok());
+        assert!(envelope(r#"{"ref":"1","ref":"2"}"#, "action").is_err());
     }
 }

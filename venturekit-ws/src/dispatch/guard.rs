@@ -1,4 +1,5 @@
-//! The auth guard (a live, authenticated record before any guarded user code runs) and the
+//! The auth guard (a live, authenticated record before any guarded user code runs), the
+//! authorization of declared roles and scopes and the app-wide check (`forbidden`), and the
 //! per-connection rate window.
 
 use super::{Dispatcher, NO_RECORD};
@@ -64,4 +65,57 @@ pub(super) enum RateCheck {
     Limited,
     /// The connection has no live record.
     NoRecord,
+}
+
+/// What an app-wide authorization check sees (see `App::authorize`).
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct Authorization<'a> {
+    /// The action being called.
+    pub action: &'a str,
+    /// The caller's record (authenticated, live), with its kept claims.
+    pub connection: &'a Connection,
+}
+
+/// An app-wide authorization check: `Err(message)` refuses the call with `forbidden`.
+pub type AuthorizeFn = dyn Fn(&Authorization<'_>) -> Result<(), String> + Send + Sync;
+
+impl Dispatcher {
+    /// Declared roles (any one) and scopes (all), then the app-wide check. A refusal is
+    /// `forbidden`; the connection stays open.
+    pub(super) fn authorize(
+        &self,
+        def: &crate::action::ActionDef,
+        record: &Connection,
+    ) -> Result<(), String> {
+        if !def.roles().is_empty() {
+            let held = record.claims.strings(&self.app.roles_claim);
+            if !def.roles().iter().any(|r| held.contains(r)) {
+                return Err(match def.roles() {
+                    [one] => format!("`{}` requires the role `{one}`", def.name()),
+                    many => format!(
+                        "`{}` requires one of the roles {}",
+                        def.name(),
+                        many.iter()
+                            .map(|r| format!("`{r}`"))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                });
+            }
+        }
+        if !def.scopes().is_empty() {
+            let held = record.claims.scopes();
+            if let Some(missing) = def.scopes().iter().find(|s| !held.contains(s)) {
+                return Err(format!("`{}` requires the scope `{missing}`", def.name()));
+            }
+        }
+        if let Some(check) = &self.authorize {
+            check(&Authorization {
+                action: def.name(),
+                connection: record,
+            })?;
+        }
+        Ok(())
+    }
 }

@@ -10,6 +10,7 @@ mod envelope;
 mod guard;
 mod sweep;
 
+pub use guard::{Authorization, AuthorizeFn};
 pub(crate) use sweep::DEADLINE_MARGIN as sweep_deadline_margin;
 pub use sweep::{SWEEP_PAGE, SweepOptions, SweepReport};
 
@@ -19,11 +20,13 @@ use guard::RateCheck;
 use crate::action::ActionDef;
 use crate::auth::TokenVerifier;
 use crate::clock::{now_ms, now_secs};
-use crate::ctx::Ctx;
+use crate::ctx::{AppContext, Ctx};
 use crate::delivery::{Delivery, DeliveryError};
 use crate::event::{RequestInfo, Route, WebSocketEvent, WebSocketResponse, response};
-use crate::messaging::Connections;
-use crate::protocol::{self, ErrorCode, MAX_MESSAGE_BYTES};
+use crate::hooks::{ConnectRequest, DisconnectReason, HookCtx, Hooks, OnRemoved};
+use crate::messaging::Messenger;
+use crate::protocol::{self, ErrorCode, MAX_MESSAGE_BYTES, Ref};
+use crate::state::States;
 use crate::store::{Connection, ConnectionStore, StoreError};
 use futures_util::FutureExt;
 use std::collections::HashMap;
@@ -41,6 +44,9 @@ pub struct Dispatcher {
     fanout_concurrency: usize,
     limits: Limits,
     selection_field: String,
+    authorize: Option<Arc<AuthorizeFn>>,
+    app: Arc<AppContext>,
+    hooks: Hooks,
 }
 
 /// Abuse limits applied before any routing.
@@ -108,6 +114,14 @@ pub struct DispatcherParts {
     pub limits: Limits,
     /// The message field that selects the action (`$request.body.<field>`), usually `action`.
     pub selection_field: String,
+    /// The claim holding the caller's roles (`VK_WS_ROLES_CLAIM`).
+    pub roles_claim: String,
+    /// The app-wide authorization check, if any.
+    pub authorize: Option<Arc<AuthorizeFn>>,
+    /// The app's state, handed to handlers.
+    pub states: States,
+    /// Lifecycle hooks.
+    pub hooks: Hooks,
 }
 
 impl Dispatcher {
@@ -120,6 +134,14 @@ impl Dispatcher {
                 || def.name().starts_with(crate::action::RESERVED_PREFIX)
             {
                 return Err(crate::Error::ReservedAction(def.name().to_owned()));
+            }
+            for key in def.required_state() {
+                if !parts.states.contains(&key) {
+                    return Err(crate::Error::MissingState {
+                        action: def.name().to_owned(),
+                        type_name: key.type_name().to_owned(),
+                    });
+                }
             }
             if actions.insert(def.name(), def).is_some() {
                 return Err(crate::Error::DuplicateAction(def.name().to_owned()));
@@ -135,6 +157,12 @@ impl Dispatcher {
             fanout_concurrency: parts.fanout_concurrency,
             limits: parts.limits,
             selection_field: parts.selection_field,
+            authorize: parts.authorize,
+            app: Arc::new(AppContext {
+                states: parts.states,
+                roles_claim: parts.roles_claim,
+            }),
+            hooks: parts.hooks,
         })
     }
 
@@ -151,8 +179,14 @@ impl Dispatcher {
     }
 
     /// Messaging through `delivery`.
-    pub fn connections(&self, delivery: Arc<dyn Delivery>) -> Connections {
-        Connections::new(self.store.clone(), delivery).with_concurrency(self.fanout_concurrency)
+    pub fn messenger(&self, delivery: Arc<dyn Delivery>) -> Messenger {
+        let on_removed = self.hooks.on_disconnect.clone().map(|hook| OnRemoved {
+            hook,
+            app: self.app.clone(),
+        });
+        Messenger::new(self.store.clone(), delivery)
+            .with_concurrency(self.fanout_concurrency)
+            .with_on_removed(on_removed)
     }
 
     /// Handles one API Gateway WebSocket event. Client mistakes are answered to the client
@@ -173,6 +207,13 @@ impl Dispatcher {
                     0 => now_ms(),
                     at => at,
                 };
+                if let Some(hook) = &self.hooks.on_connect {
+                    let ctx = HookCtx::new(self.messenger(delivery), self.app.clone());
+                    if let Err(refused) = hook(connect_request(event, &request), ctx).await {
+                        tracing::info!(connection_id = %request.connection_id, reason = %refused, "$connect refused by the app");
+                        return response(403);
+                    }
+                }
                 match self.connect(&request.connection_id, connected_at).await {
                     Ok(()) => response(200),
                     Err(e) => {
@@ -182,11 +223,12 @@ impl Dispatcher {
                 }
             }
             Route::Disconnect => {
-                self.disconnect(&request.connection_id).await;
+                self.disconnect(&self.messenger(delivery), &request.connection_id)
+                    .await;
                 response(200)
             }
             Route::Message => {
-                let connections = self.connections(delivery);
+                let connections = self.messenger(delivery);
                 if event.is_base64_encoded {
                     let frame = protocol::error_frame(
                         None,
@@ -217,15 +259,20 @@ impl Dispatcher {
         self.store.save(&record).await
     }
 
-    /// `$disconnect`: removes the record (best effort; stale rows are harmless).
-    pub async fn disconnect(&self, connection_id: &str) {
-        if let Err(e) = self.store.remove(connection_id).await {
-            tracing::warn!(connection_id, error = %e, "$disconnect: removing the record failed");
+    /// `$disconnect`: removes the record (best effort; stale rows are harmless) and, when
+    /// this call removed it, runs the disconnect hook with [`DisconnectReason::Client`].
+    pub async fn disconnect(&self, messenger: &Messenger, connection_id: &str) {
+        match self.store.remove(connection_id).await {
+            Ok(Some(record)) => messenger.removed(record, DisconnectReason::Client).await,
+            Ok(None) => {}
+            Err(e) => {
+                tracing::warn!(connection_id, error = %e, "$disconnect: removing the record failed")
+            }
         }
     }
 
     /// `$default`: one message from a client.
-    pub async fn message(&self, connections: &Connections, request: RequestInfo, body: &str) {
+    pub async fn message(&self, connections: &Messenger, request: RequestInfo, body: &str) {
         let id = request.connection_id.clone();
         if body.len() > MAX_MESSAGE_BYTES {
             let frame =
@@ -233,12 +280,20 @@ impl Dispatcher {
             return reply(connections, &id, &frame).await;
         }
         let parsed = envelope(body, &self.selection_field);
+        // What the early refusals can name: the action and a well-formed `ref`.
+        let (requested, reference) = match &parsed {
+            Ok(env) => (
+                env.action.as_deref().ok(),
+                env.reference.as_ref().ok().and_then(Option::as_ref),
+            ),
+            Err(_) => (None, None),
+        };
         match self.rate_check(&id).await {
             RateCheck::Allowed => {}
             RateCheck::Limited => {
-                let requested = parsed.as_ref().ok().map(String::as_str);
-                let frame = protocol::error_frame(
+                let frame = protocol::error_frame_ref(
                     requested,
+                    reference,
                     ErrorCode::RateLimited,
                     "too many messages; slow down",
                 );
@@ -247,31 +302,62 @@ impl Dispatcher {
             RateCheck::NoRecord => {
                 // The record is gone (swept without a management endpoint, or a close that
                 // failed) but the socket is open: no limit could apply, so it may not talk.
-                let requested = parsed.as_ref().ok().map(String::as_str);
                 let frame = match requested {
                     // `auth` keeps its own reply shape.
-                    Some("auth") => protocol::auth_failure(ErrorCode::Unauthorized, NO_RECORD),
-                    _ => protocol::error_frame(requested, ErrorCode::Unauthorized, NO_RECORD),
+                    Some("auth") => {
+                        protocol::auth_failure(ErrorCode::Unauthorized, NO_RECORD, reference)
+                    }
+                    _ => protocol::error_frame_ref(
+                        requested,
+                        reference,
+                        ErrorCode::Unauthorized,
+                        NO_RECORD,
+                    ),
                 };
                 reply(connections, &id, &frame).await;
                 return close(connections, &id).await;
             }
         }
-        let action = match parsed {
-            Ok(action) => action,
+        let envelope = match parsed {
+            Ok(envelope) => envelope,
             Err(message) => {
                 let frame = protocol::error_frame(None, ErrorCode::BadRequest, &message);
                 return reply(connections, &id, &frame).await;
             }
         };
+        // An ill-formed `ref` is answered without one: there is nothing valid to echo.
+        let reference = match envelope.reference {
+            Ok(reference) => reference,
+            Err(message) => {
+                let action = envelope.action.as_deref().ok();
+                let frame = protocol::error_frame(action, ErrorCode::BadRequest, &message);
+                return reply(connections, &id, &frame).await;
+            }
+        };
+        let reference = reference.as_ref();
+        let action = match envelope.action {
+            Ok(action) => action,
+            Err(message) => {
+                let frame =
+                    protocol::error_frame_ref(None, reference, ErrorCode::BadRequest, &message);
+                return reply(connections, &id, &frame).await;
+            }
+        };
         match action.as_str() {
-            "auth" => self.auth(connections, &id, body).await,
-            "ping" => reply(connections, &id, &protocol::pong(chrono::Utc::now())).await,
+            "auth" => self.auth(connections, &id, body, reference).await,
+            "ping" => {
+                let frame = protocol::pong(chrono::Utc::now(), reference);
+                reply(connections, &id, &frame).await
+            }
             name => match self.actions.get(name) {
-                Some(def) => self.run_action(connections, request, *def, body).await,
+                Some(def) => {
+                    self.run_action(connections, request, *def, body, reference)
+                        .await
+                }
                 None => {
-                    let frame = protocol::error_frame(
+                    let frame = protocol::error_frame_ref(
                         Some(name),
+                        reference,
                         ErrorCode::UnknownAction,
                         &format!("unknown action `{}`", protocol::clip(name, 64)),
                     );
@@ -280,21 +366,30 @@ impl Dispatcher {
             },
         }
     }
+
     async fn run_action(
         &self,
-        connections: &Connections,
+        connections: &Messenger,
         request: RequestInfo,
         def: ActionDef,
         body: &str,
+        reference: Option<&Ref>,
     ) {
         let id = request.connection_id.clone();
         let name = def.name();
-        let error = |code, message: &str| protocol::error_frame(Some(name), code, message);
+        let error =
+            |code, message: &str| protocol::error_frame_ref(Some(name), reference, code, message);
         let record = if def.is_public() {
             None
         } else {
             match self.guard(&id).await {
-                Ok(record) => Some(record),
+                Ok(record) => {
+                    if let Err(why) = self.authorize(&def, &record) {
+                        tracing::info!(connection_id = %id, action = name, reason = %why, "forbidden");
+                        return reply(connections, &id, &error(ErrorCode::Forbidden, &why)).await;
+                    }
+                    Some(record)
+                }
                 Err(refusal) => {
                     reply(connections, &id, &error(refusal.code, refusal.message)).await;
                     if refusal.close {
@@ -304,8 +399,9 @@ impl Dispatcher {
                 }
             }
         };
-        let ctx = Ctx::new(request, name, record, connections.clone());
-        let future = match def.invoke(ctx, body) {
+        let ctx = Ctx::with_app(request, name, record, connections.clone(), self.app.clone());
+        let envelope_fields = [self.selection_field.as_str(), "ref"];
+        let future = match def.invoke(ctx, body, &envelope_fields) {
             Ok(future) => future,
             Err(message) => {
                 return reply(connections, &id, &error(ErrorCode::BadRequest, &message)).await;
@@ -321,7 +417,7 @@ impl Dispatcher {
                 ))
             }
         };
-        match outcome {
+        match outcome.map(|text| protocol::with_ref(name, text, reference)) {
             Ok(None) => {}
             Ok(Some(text)) if text.len() > MAX_MESSAGE_BYTES => {
                 tracing::warn!(connection_id = %id, action = name, bytes = text.len(), "reply exceeds 128 KB");
@@ -344,16 +440,41 @@ impl Dispatcher {
     }
 }
 
-async fn close(connections: &Connections, id: &str) {
+async fn close(connections: &Messenger, id: &str) {
     if let Err(e) = connections.close(id).await {
         tracing::warn!(connection_id = id, error = %e, "closing an expired connection failed");
     }
 }
 
-async fn reply(connections: &Connections, id: &str, frame: &str) {
+async fn reply(connections: &Messenger, id: &str, frame: &str) {
     match connections.post_text(id, frame).await {
         Ok(()) | Err(DeliveryError::Gone) => {}
         Err(e) => tracing::warn!(connection_id = id, error = %e, "posting a reply failed"),
+    }
+}
+
+/// What the connect hook sees: the upgrade request's headers (names lowercased) and query
+/// string (first value of each parameter).
+fn connect_request(event: &WebSocketEvent, request: &RequestInfo) -> ConnectRequest {
+    let headers = event
+        .headers
+        .iter()
+        .filter_map(|(name, value)| {
+            Some((
+                name.as_str().to_ascii_lowercase(),
+                value.to_str().ok()?.to_owned(),
+            ))
+        })
+        .collect();
+    let query = event
+        .query_string_parameters
+        .iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+    ConnectRequest {
+        connection_id: request.connection_id.clone(),
+        headers,
+        query,
     }
 }
 

@@ -12,7 +12,8 @@
 use super::Dispatcher;
 use crate::clock::now_secs;
 use crate::delivery::DeliveryError;
-use crate::messaging::Connections;
+use crate::hooks::DisconnectReason;
+use crate::messaging::Messenger;
 use crate::protocol::{self, ErrorCode};
 use crate::store::{Connection, StoreError};
 use futures_util::StreamExt;
@@ -90,7 +91,7 @@ enum Outcome {
 
 impl Dispatcher {
     /// Closes and removes every expired record, with no deadline.
-    pub async fn sweep(&self, connections: &Connections) -> Result<SweepReport, StoreError> {
+    pub async fn sweep(&self, connections: &Messenger) -> Result<SweepReport, StoreError> {
         self.sweep_with(connections, SweepOptions::default()).await
     }
 
@@ -98,7 +99,7 @@ impl Dispatcher {
     /// passes. Each closed connection gets an `unauthorized` frame first.
     pub async fn sweep_with(
         &self,
-        connections: &Connections,
+        connections: &Messenger,
         options: SweepOptions,
     ) -> Result<SweepReport, StoreError> {
         let mut report = SweepReport::default();
@@ -140,7 +141,7 @@ impl Dispatcher {
 
     async fn sweep_one(
         &self,
-        connections: &Connections,
+        connections: &Messenger,
         record: Connection,
         options: SweepOptions,
     ) -> Outcome {
@@ -157,6 +158,9 @@ impl Dispatcher {
             }
         };
         if !options.close {
+            connections
+                .removed(removed, DisconnectReason::Expired)
+                .await;
             return Outcome::Removed { closed: false };
         }
         let message = if removed.authenticated {
@@ -166,12 +170,21 @@ impl Dispatcher {
         };
         let frame = protocol::error_frame(None, ErrorCode::Unauthorized, message);
         let delivery = connections.delivery();
-        if let Err(DeliveryError::Gone) = delivery.post(id, &frame).await {
-            return Outcome::Removed { closed: false };
-        }
-        match delivery.close(id).await {
-            Ok(()) => Outcome::Removed { closed: true },
-            Err(DeliveryError::Gone) => Outcome::Removed { closed: false },
+        let closed = match delivery.post(id, &frame).await {
+            Err(DeliveryError::Gone) => Ok(false),
+            _ => match delivery.close(id).await {
+                Ok(()) => Ok(true),
+                Err(DeliveryError::Gone) => Ok(false),
+                Err(e) => Err(e),
+            },
+        };
+        match closed {
+            Ok(closed) => {
+                connections
+                    .removed(removed, DisconnectReason::Expired)
+                    .await;
+                Outcome::Removed { closed }
+            }
             Err(e) => {
                 tracing::warn!(connection_id = id, error = %e, "sweep: closing failed; the record is kept for the next sweep");
                 if let Err(e) = self.store.save(&removed).await {

@@ -13,7 +13,7 @@ use crate::config::Config;
 use crate::delivery::{Delivery, DeliveryError};
 use crate::dispatch::Dispatcher;
 use crate::event::EventBuilder;
-use crate::messaging::Connections;
+use crate::messaging::Messenger;
 use crate::protocol::MAX_MESSAGE_BYTES;
 use axum::Router;
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
@@ -180,8 +180,8 @@ impl Shared {
         }
     }
 
-    fn connections(&self) -> Connections {
-        self.dispatcher.connections(self.delivery.clone())
+    fn messenger(&self) -> Messenger {
+        self.dispatcher.messenger(self.delivery.clone())
     }
 }
 
@@ -244,8 +244,8 @@ impl LocalServer {
     }
 
     /// Messaging through this server's sockets (for code that sends out of band).
-    pub fn connections(&self) -> Connections {
-        self.shared.connections()
+    pub fn messenger(&self) -> Messenger {
+        self.shared.messenger()
     }
 
     /// Serves until the process ends.
@@ -297,7 +297,7 @@ async fn sweep_forever(shared: Arc<Shared>) {
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
-        match shared.dispatcher.sweep(&shared.connections()).await {
+        match shared.dispatcher.sweep(&shared.messenger()).await {
             Ok(report) if report.expired > 0 => {
                 tracing::info!(
                     expired = report.expired,
@@ -323,6 +323,7 @@ async fn root(
     State(shared): State<Arc<Shared>>,
     ConnectInfo(addr): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
+    uri: axum::http::Uri,
     ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Response {
     let ws = match ws {
@@ -333,7 +334,12 @@ async fn root(
     };
     let id = new_connection_id();
     let connected_at = now_ms();
-    let event = shared.events.connect(&id, connected_at);
+    let query = axum::extract::Query::<HashMap<String, String>>::try_from_uri(&uri)
+        .map(|q| q.0)
+        .unwrap_or_default();
+    let event = shared
+        .events
+        .connect_with(&id, connected_at, headers.clone(), query);
     let response = shared
         .dispatcher
         .handle(&event, shared.delivery.clone())

@@ -85,14 +85,15 @@ impl ConnectionStore for MemoryStore {
         row.user_id = Some(identity.user_id.clone());
         row.tenant_id = identity.tenant_id.clone();
         row.email = identity.email.clone();
+        row.claims = identity.claims.clone();
         row.ttl = ttl;
         Ok(row.clone())
     }
 
-    async fn remove(&self, connection_id: &str) -> Result<(), StoreError> {
-        self.rows().remove(connection_id);
+    async fn remove(&self, connection_id: &str) -> Result<Option<Connection>, StoreError> {
+        let removed = self.rows().remove(connection_id);
         self.counters().remove(connection_id);
-        Ok(())
+        Ok(removed)
     }
 
     async fn get(&self, connection_id: &str) -> Result<Option<Connection>, StoreError> {
@@ -208,6 +209,7 @@ mod tests {
             user_id: "alice".into(),
             tenant_id: tenant.map(String::from),
             email: Some("alice@example.com".into()),
+            claims: Default::default(),
         }
     }
 
@@ -286,6 +288,7 @@ mod tests {
             user_id: "bob".into(),
             tenant_id: None,
             email: None,
+            claims: Default::default(),
         };
         let err = store.authenticate("c", &bob, now + 100).await.unwrap_err();
         assert!(matches!(err, StoreError::OtherUser));

@@ -1,7 +1,7 @@
 //! The connection store: where connection records live (DESIGN.md section 5).
 //!
 //! [`ConnectionStore`] is the storage half of the store API (save, authenticate, remove,
-//! get, by user, by tenant); [`crate::Connections`] adds the messaging half on top.
+//! get, by user, by tenant); [`crate::Messenger`] adds the messaging half on top.
 //! Every read treats a record whose `ttl` has passed as absent, because DynamoDB's TTL
 //! deletes lazily.
 
@@ -10,6 +10,7 @@ mod memory;
 pub use memory::MemoryStore;
 
 use crate::auth::Identity;
+use crate::claims::Claims;
 use serde::{Deserialize, Serialize};
 
 /// One connection record, with the field names of the DynamoDB table.
@@ -29,6 +30,9 @@ pub struct Connection {
     /// The `email` claim, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub email: Option<String>,
+    /// Claims kept from the token at `auth` (roles, scopes, `VK_WS_KEEP_CLAIMS`).
+    #[serde(default, skip_serializing_if = "Claims::is_empty")]
+    pub claims: Claims,
     /// When the connection opened, epoch milliseconds.
     pub connected_at: i64,
     /// When the record expires, epoch **seconds** (DynamoDB TTL).
@@ -44,6 +48,7 @@ impl Connection {
             user_id: None,
             tenant_id: None,
             email: None,
+            claims: Claims::default(),
             connected_at,
             ttl,
         }
@@ -61,6 +66,7 @@ impl Connection {
                 user_id: user_id.clone(),
                 tenant_id: self.tenant_id.clone(),
                 email: self.email.clone(),
+                claims: self.claims.clone(),
             }),
             _ => None,
         }
@@ -121,7 +127,9 @@ pub trait ConnectionStore: Send + Sync + 'static {
     ) -> Result<Connection, StoreError>;
 
     /// Deletes a record (no error when it is already gone).
-    async fn remove(&self, connection_id: &str) -> Result<(), StoreError>;
+    /// Returns the record as it was (live or expired), or `None` when there was none: the
+    /// caller that gets `Some` is the one that removed it, and runs the disconnect hook.
+    async fn remove(&self, connection_id: &str) -> Result<Option<Connection>, StoreError>;
 
     /// A live record by id (strongly consistent).
     async fn get(&self, connection_id: &str) -> Result<Option<Connection>, StoreError>;
