@@ -82,6 +82,20 @@ pub fn token_with(sub: &str, tenants: &[&str], email: Option<&str>) -> String {
         tenants: tenants.iter().map(|t| t.to_string()).collect(),
         email: email.map(String::from),
         ttl_secs: 600,
+        ..DevToken::default()
+    };
+    mint_dev_token(SECRET.as_bytes(), &spec, &Config::default()).unwrap()
+}
+
+/// A dev token for `sub` in `tenants` with `roles`, and further claims.
+pub fn token_as(sub: &str, tenants: &[&str], roles: &[&str], claims: Value) -> String {
+    let spec = DevToken {
+        sub: sub.into(),
+        tenants: tenants.iter().map(|t| t.to_string()).collect(),
+        roles: roles.iter().map(|r| r.to_string()).collect(),
+        claims: claims.as_object().cloned().unwrap_or_default(),
+        ttl_secs: 600,
+        ..DevToken::default()
     };
     mint_dev_token(SECRET.as_bytes(), &spec, &Config::default()).unwrap()
 }
@@ -130,6 +144,19 @@ impl Client {
         let reply = client.auth(&token(sub, tenants)).await;
         assert_eq!(reply["success"], true, "auth failed: {reply}");
         client
+    }
+
+    /// The next text frame, unparsed (to check exact bytes).
+    pub async fn recv_text(&mut self) -> String {
+        let frame = tokio::time::timeout(WAIT, self.ws.next())
+            .await
+            .expect("no frame within the wait")
+            .expect("the connection ended")
+            .expect("reading the frame failed");
+        match frame {
+            Message::Text(text) => text.to_string(),
+            other => panic!("expected a text frame, got {other:?}"),
+        }
     }
 
     /// The next frame whose `action` is not `skip`.

@@ -62,6 +62,7 @@ async fn main() {
             tenants: vec![],
             email: None,
             ttl_secs: 3600,
+            ..Default::default()
         };
         let token = venturekit_ws::auth::mint_dev_token(
             secret.as_bytes(),

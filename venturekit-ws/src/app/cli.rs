@@ -57,7 +57,26 @@ enum Command {
         /// Lifetime in seconds.
         #[arg(long, default_value_t = 3600)]
         ttl: u64,
+        /// A role, in the roles claim (repeat for several).
+        #[arg(long = "role")]
+        roles: Vec<String>,
+        /// An OAuth scope, in `scope` (repeat for several).
+        #[arg(long = "scope")]
+        scopes: Vec<String>,
+        /// A further claim, `name=value` (the value is JSON when it parses as JSON, else a
+        /// string); repeat for several.
+        #[arg(long = "claim", value_parser = parse_claim)]
+        claims: Vec<(String, serde_json::Value)>,
     },
+}
+
+fn parse_claim(text: &str) -> Result<(String, serde_json::Value), String> {
+    let (name, value) = text
+        .split_once('=')
+        .ok_or_else(|| format!("expected name=value, got `{text}`"))?;
+    let value =
+        serde_json::from_str(value).unwrap_or_else(|_| serde_json::Value::String(value.to_owned()));
+    Ok((name.to_owned(), value))
 }
 
 impl App {
@@ -88,11 +107,17 @@ impl App {
                 tenants,
                 email,
                 ttl,
+                roles,
+                scopes,
+                claims,
             }) => self.print_token(DevToken {
                 sub,
                 tenants,
                 email,
                 ttl_secs: ttl,
+                roles,
+                scopes,
+                claims: claims.into_iter().collect(),
             }),
         }
     }

@@ -384,6 +384,12 @@ pub struct DevToken {
     pub email: Option<String>,
     /// Lifetime in seconds (default 3600 when 0).
     pub ttl_secs: u64,
+    /// Roles, written to the roles claim (`VK_WS_ROLES_CLAIM`, default `roles`) as an array.
+    pub roles: Vec<String>,
+    /// Scopes, written space-separated to `scope`.
+    pub scopes: Vec<String>,
+    /// Further claims, verbatim (e.g. `{"plan": "pro"}` with `VK_WS_KEEP_CLAIMS=plan`).
+    pub claims: Map<String, Value>,
 }
 
 /// Signs a development token with the HS256 secret of `config` (or [`crate::config::DEV_SECRET`]
@@ -410,6 +416,15 @@ pub fn mint_dev_token(secret: &[u8], spec: &DevToken, config: &Config) -> Result
         many => {
             claims.insert(config.tenant_claim.clone(), many.to_vec().into());
         }
+    }
+    if !spec.roles.is_empty() {
+        claims.insert(config.roles_claim.clone(), spec.roles.clone().into());
+    }
+    if !spec.scopes.is_empty() {
+        claims.insert("scope".into(), Value::String(spec.scopes.join(" ")));
+    }
+    for (name, value) in &spec.claims {
+        claims.insert(name.clone(), value.clone());
     }
     if let Some(iss) = &config.issuer {
         claims.insert("iss".into(), Value::String(iss.clone()));
@@ -485,10 +500,20 @@ mod tests {
             tenants: vec!["acme".into()],
             email: Some("a@example.com".into()),
             ttl_secs: 60,
+            roles: vec!["admin".into()],
+            scopes: vec!["chat:read".into(), "chat:write".into()],
+            claims: serde_json::json!({"plan": "pro"})
+                .as_object()
+                .cloned()
+                .unwrap_or_default(),
         };
         let t = mint_dev_token(&secret, &spec, &config).unwrap();
         let v = verifier.verify(&t).unwrap();
         assert_eq!(v.sub, "alice");
+        // Roles and scopes are kept; `plan` only when VK_WS_KEEP_CLAIMS names it.
+        assert_eq!(v.claims.strings("roles"), ["admin"]);
+        assert_eq!(v.claims.scopes(), ["chat:read", "chat:write"]);
+        assert!(v.claims.get("plan").is_none());
         assert_eq!(v.email.as_deref(), Some("a@example.com"));
         assert_eq!(v.tenants, Some(vec!["acme".to_string()]));
     }
