@@ -404,3 +404,120 @@ async fn the_cargo_lambda_bootstrap_keeps_panics_contained() {
         .unwrap_or_else(|e| panic!("VK_TEST_BOOTSTRAP={bin}: {e}"));
     panics_are_contained(bin.to_str().unwrap()).await;
 }
+
+/// The second round on Lambda: `ref` replies, roles with claims kept in DynamoDB, the
+/// history in its own DynamoDB table, `kick`, and `left` notices from the disconnect hook.
+#[tokio::test]
+async fn refs_roles_history_kick_and_left_notices_on_lambda() {
+    let client = dynamo_client();
+    let table = fresh_table(&client, "round2").await;
+    history_table(&client, &table).await;
+    let store = DynamoStore::new(client.clone(), table.clone());
+    let runtime = RuntimeApi::start().await;
+    let mgmt = ManagementServer::start().await;
+    let _function = start(&runtime, &table, &mgmt);
+
+    // auth with a ref; the admin's roles are kept on the record as a DynamoDB map.
+    ok(&runtime, connect("ann=")).await;
+    let admin = venturekit_ws_tests::token_as("ann", &["acme"], &["admin"], json!({}));
+    ok(
+        &runtime,
+        message(
+            "ann=",
+            json!({"action": "auth", "ref": "a1", "token": admin}),
+        ),
+    )
+    .await;
+    assert_eq!(
+        mgmt.posts_to("ann=").pop().unwrap(),
+        json!({"action": "auth", "ref": "a1", "success": true, "userId": "ann", "tenantId": "acme"})
+    );
+    let row = store.get("ann=").await.unwrap().unwrap();
+    assert_eq!(row.claims.strings("roles"), ["admin"]);
+    auth(&runtime, &mgmt, "bob1=", "bob", &["acme"]).await;
+    auth(&runtime, &mgmt, "bob2=", "bob", &["acme"]).await;
+    auth(&runtime, &mgmt, "carol=", "carol", &["acme"]).await;
+
+    // ping with an integer ref.
+    ok(
+        &runtime,
+        message("carol=", json!({"action": "ping", "ref": 5})),
+    )
+    .await;
+    let pong = mgmt.posts_to("carol=").pop().unwrap();
+    assert_eq!(
+        (pong["action"].clone(), pong["ref"].clone()),
+        (json!("pong"), json!(5))
+    );
+
+    // History lives in DynamoDB: a broadcast, then `history` from another invocation.
+    ok(
+        &runtime,
+        message("carol=", json!({"action": "broadcast", "data": "hello"})),
+    )
+    .await;
+    ok(
+        &runtime,
+        message("bob1=", json!({"action": "history", "ref": "h"})),
+    )
+    .await;
+    let history = mgmt.posts_to("bob1=").pop().unwrap();
+    assert_eq!(history["ref"], "h");
+    assert_eq!(history["messages"][0]["from"], "carol");
+    assert_eq!(history["messages"][0]["data"], "hello");
+
+    // A non-admin may not kick.
+    ok(
+        &runtime,
+        message(
+            "carol=",
+            json!({"action": "kick", "ref": 1, "userId": "bob"}),
+        ),
+    )
+    .await;
+    let refused = mgmt.posts_to("carol=").pop().unwrap();
+    assert_eq!(refused["error"]["code"], "forbidden", "{refused}");
+    assert_eq!(refused["ref"], 1);
+    assert!(store.get("bob1=").await.unwrap().is_some());
+
+    // The admin does: both of bob's connections are told, closed and removed; the
+    // scope hears why.
+    ok(
+        &runtime,
+        message("ann=", json!({"action": "kick", "ref": 2, "userId": "bob"})),
+    )
+    .await;
+    for id in ["bob1=", "bob2="] {
+        let calls = mgmt.calls_for(id);
+        let last_two: Vec<_> = calls.iter().rev().take(2).collect();
+        assert_eq!(last_two[0].method, "DELETE", "{calls:?}");
+        assert_eq!(last_two[1].json(), json!({"action": "kicked", "by": "ann"}));
+        assert!(store.get(id).await.unwrap().is_none());
+    }
+    let to_carol = mgmt.posts_to("carol=");
+    let left: Vec<_> = to_carol.iter().filter(|f| f["action"] == "left").collect();
+    assert_eq!(left.len(), 2, "{to_carol:?}");
+    assert_eq!(
+        left[0],
+        &json!({"action": "left", "userId": "bob", "reason": "closed"})
+    );
+    let reply = mgmt
+        .posts_to("ann=")
+        .into_iter()
+        .find(|f| f["action"] == "kick")
+        .unwrap();
+    assert_eq!(reply, json!({"action": "kick", "ref": 2, "closed": 2}));
+
+    // $disconnect: the record is removed and the scope hears reason `client`, once.
+    ok(&runtime, disconnect("carol=")).await;
+    ok(&runtime, disconnect("carol=")).await;
+    let to_ann: Vec<_> = mgmt
+        .posts_to("ann=")
+        .into_iter()
+        .filter(|f| f["userId"] == "carol")
+        .collect();
+    assert_eq!(
+        to_ann,
+        [json!({"action": "left", "userId": "carol", "reason": "client"})]
+    );
+}
