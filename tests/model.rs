@@ -393,3 +393,47 @@ async fn a_public_action_sends_in_the_callers_scope_or_not_at_all() {
     assert_eq!(b.recv().await, json!({"action": "shouted"}));
     lonely.assert_no_pending().await;
 }
+
+async fn plain_echo(_ctx: Ctx, msg: Strict) -> Result<String, WsError> {
+    Ok(msg.text)
+}
+
+async fn plain_admin(ctx: Ctx) -> Result<Value, WsError> {
+    Ok(json!({"action": "plain_admin", "user": ctx.require_user()?}))
+}
+
+#[tokio::test]
+async fn plain_functions_are_actions_without_the_macro() {
+    use venturekit_ws::ActionDef;
+    let app = chat_app(config())
+        .action(ActionDef::from_fn("plain_echo", plain_echo).public())
+        .action(ActionDef::from_fn("plain_admin", plain_admin).with_roles(&["admin"]))
+        .action(ActionDef::from_fn("closure", |_ctx: Ctx| async {
+            Ok::<_, WsError>(json!({"action": "closure"}))
+        }));
+    let server = start(app).await;
+    let mut anon = Client::connect(server.addr).await;
+    anon.send(json!({"action": "plain_echo", "ref": 1, "text": "hi"}))
+        .await;
+    assert_eq!(
+        anon.recv().await,
+        json!({"action": "plain_echo", "ref": 1, "data": "hi"})
+    );
+    anon.send(json!({"action": "closure"})).await;
+    assert_eq!(
+        anon.recv().await["error"]["code"],
+        "unauthorized",
+        "guarded by default"
+    );
+    let mut user = Client::authed(server.addr, "u", &[]).await;
+    user.send(json!({"action": "plain_admin"})).await;
+    assert_eq!(user.recv().await["error"]["code"], "forbidden");
+    user.send(json!({"action": "closure"})).await;
+    assert_eq!(user.recv().await, json!({"action": "closure"}));
+    let mut admin = authed_as(server.addr, &token_as("root", &[], &["admin"], json!({}))).await;
+    admin.send(json!({"action": "plain_admin"})).await;
+    assert_eq!(
+        admin.recv().await,
+        json!({"action": "plain_admin", "user": "root"})
+    );
+}

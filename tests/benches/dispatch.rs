@@ -46,7 +46,13 @@ async fn seed(store: &MemoryStore) {
             user_id: user.into(),
             tenant_id: Some("acme".into()),
             email: None,
-            claims: Default::default(),
+            // alice holds the role the `send_admin` case checks.
+            claims: venturekit_ws::Claims::new(
+                json!({"roles": ["admin"]})
+                    .as_object()
+                    .cloned()
+                    .unwrap_or_default(),
+            ),
         };
         store
             .authenticate(id, &identity, now_secs() + 3600)
@@ -105,7 +111,9 @@ fn bench(c: &mut Criterion) {
     rt.block_on(seed(&store));
     let mut config = config();
     config.rate_limit_per_sec = 0; // measure dispatch, not the limiter's window
+    // The same `send`, registered again behind a role check (and sent with a `ref` below).
     let dispatcher = chat_app(config)
+        .action(venturekit_ws::ActionDef::from_fn("send_admin", chat::send).with_roles(&["admin"]))
         .store(store.clone())
         .dispatcher(Mode::Local)
         .unwrap();
@@ -136,6 +144,19 @@ fn bench(c: &mut Criterion) {
     });
     group.bench_function("hand_written", |b| {
         b.iter(|| rt.block_on(by_hand(black_box(&raw), &store, &delivery)))
+    });
+    let with_ref = serde_json::to_string(&EventBuilder::default().message(
+        "alice=",
+        1,
+        r#"{"action":"send_admin","ref":"r1","to":"bob","data":"hi"}"#,
+    ))
+    .unwrap();
+    group.bench_function("framework_ref_and_role", |b| {
+        b.iter(|| {
+            let event = parse(black_box(&with_ref));
+            let delivery: Arc<dyn Delivery> = delivery.clone();
+            rt.block_on(dispatcher.handle(&event, delivery))
+        })
     });
     let ping = serde_json::to_string(&EventBuilder::default().message(
         "alice=",

@@ -27,6 +27,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 
 /// The future an action returns: the serialized reply (`None` for no reply) or an error.
 pub type ActionFuture = Pin<Box<dyn Future<Output = Result<Option<String>, WsError>> + Send>>;
@@ -98,11 +99,11 @@ pub fn reply<R: IntoReply>(output: R) -> Result<Option<String>, WsError> {
     output.into_reply()
 }
 
-type Invoke = fn(Ctx, &str, &[&str]) -> Result<ActionFuture, String>;
+type Invoke = Arc<dyn Fn(Ctx, &str, &[&str]) -> Result<ActionFuture, String> + Send + Sync>;
 
 /// A type-erased action, ready for the dispatcher. Build one with [`ActionDef::of`] or
 /// a list with `actions![...]`.
-#[derive(Clone, Copy)]
+#[derive(Clone)]
 pub struct ActionDef {
     name: &'static str,
     public: bool,
@@ -131,7 +132,7 @@ impl ActionDef {
             public: A::PUBLIC,
             roles: A::ROLES,
             scopes: A::SCOPES,
-            invoke: invoke::<A>,
+            invoke: Arc::new(invoke::<A>),
             required_state: A::required_state,
         }
     }
@@ -149,6 +150,62 @@ impl ActionDef {
     /// Scopes the caller needs, all of them (empty: none).
     pub fn scopes(&self) -> &'static [&'static str] {
         self.scopes
+    }
+
+    /// An action served by a plain `async fn` (or closure), without the macro: the way
+    /// axum's `Handler` works. `handler` takes `(ctx: Ctx)` or `(ctx: Ctx, msg: M)` with
+    /// `M: Deserialize`, and returns what a `#[ws_action]` handler may return. The action is
+    /// guarded; see [`ActionDef::public`], [`ActionDef::roles`] and [`ActionDef::scopes`].
+    ///
+    /// ```
+    /// use venturekit_ws::{ActionDef, App, Config, Ctx, WsError};
+    ///
+    /// #[derive(serde::Deserialize)]
+    /// struct Echo { text: String }
+    ///
+    /// async fn echo(_ctx: Ctx, msg: Echo) -> Result<String, WsError> {
+    ///     Ok(msg.text)
+    /// }
+    ///
+    /// async fn whoami(ctx: Ctx) -> Result<String, WsError> {
+    ///     Ok(ctx.require_user()?.to_owned())
+    /// }
+    ///
+    /// let app = App::new(Config::default())
+    ///     .action(ActionDef::from_fn("echo", echo).public())
+    ///     .action(ActionDef::from_fn("whoami", whoami).with_roles(&["admin"]));
+    /// # let _ = app;
+    /// ```
+    pub fn from_fn<Args, H: Handler<Args>>(name: &'static str, handler: H) -> Self {
+        ActionDef {
+            name,
+            public: false,
+            roles: &[],
+            scopes: &[],
+            invoke: Arc::new(move |ctx, body, envelope| {
+                let message: H::Message = crate::decode::decode_message(body, envelope)?;
+                Ok(handler.call(ctx, message))
+            }),
+            required_state: Vec::new,
+        }
+    }
+
+    /// The same action, without the auth guard.
+    pub fn public(mut self) -> Self {
+        self.public = true;
+        self
+    }
+
+    /// The same action, requiring any one of `roles`.
+    pub fn with_roles(mut self, roles: &'static [&'static str]) -> Self {
+        self.roles = roles;
+        self
+    }
+
+    /// The same action, requiring all of `scopes`.
+    pub fn with_scopes(mut self, scopes: &'static [&'static str]) -> Self {
+        self.scopes = scopes;
+        self
     }
 
     /// The action name.
@@ -177,6 +234,48 @@ impl ActionDef {
 fn invoke<A: Action>(ctx: Ctx, body: &str, envelope: &[&str]) -> Result<ActionFuture, String> {
     let message: A::Message = crate::decode::decode_message(body, envelope)?;
     Ok(A::call(ctx, message))
+}
+
+/// A plain function usable as an action (see [`ActionDef::from_fn`]). Implemented for
+/// `async fn(Ctx) -> R` and `async fn(Ctx, M) -> R` (and closures of those shapes), where
+/// `M: Deserialize` and `R` is what a handler may return (`()` or `Result<T, E>`).
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot serve a WebSocket action",
+    label = "not an action handler",
+    note = "handlers look like `async fn name(ctx: Ctx, msg: MyMessage) -> Result<T, WsError>` (the message is optional)"
+)]
+pub trait Handler<Args>: Send + Sync + 'static {
+    /// The message type.
+    type Message: ActionMessage;
+    /// Starts the handler.
+    fn call(&self, ctx: Ctx, message: Self::Message) -> ActionFuture;
+}
+
+impl<F, Fut, R> Handler<(Ctx,)> for F
+where
+    F: Fn(Ctx) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = R> + Send + 'static,
+    R: IntoReply,
+{
+    type Message = serde::de::IgnoredAny;
+    fn call(&self, ctx: Ctx, _message: Self::Message) -> ActionFuture {
+        let future = self(ctx);
+        Box::pin(async move { future.await.into_reply() })
+    }
+}
+
+impl<F, Fut, R, M> Handler<(Ctx, M)> for F
+where
+    F: Fn(Ctx, M) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = R> + Send + 'static,
+    R: IntoReply,
+    M: ActionMessage,
+{
+    type Message = M;
+    fn call(&self, ctx: Ctx, message: M) -> ActionFuture {
+        let future = self(ctx, message);
+        Box::pin(async move { future.await.into_reply() })
+    }
 }
 
 /// Compares two strings in a `const` context (used by `actions![...]` to reject duplicate

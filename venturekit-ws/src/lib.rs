@@ -53,7 +53,7 @@ pub mod protocol;
 pub mod state;
 pub mod store;
 
-pub use action::{Action, ActionDef, ActionFuture, IntoReply, reply};
+pub use action::{Action, ActionDef, ActionFuture, Handler, IntoReply, reply};
 pub use app::{App, Mode};
 pub use auth::Identity;
 pub use claims::Claims;
@@ -158,6 +158,11 @@ pub use venturekit_ws_macros::ws_action;
 /// let _ = actions![send, send_too]; // error: registered under the same action name
 /// ```
 pub use venturekit_ws_macros::actions;
+
+/// The README's Rust blocks, compiled as doctests so the walkthroughs stay true.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+pub struct ReadmeDoctests;
 
 #[doc(hidden)]
 pub mod __private {

@@ -143,8 +143,9 @@ impl Dispatcher {
                     });
                 }
             }
-            if actions.insert(def.name(), def).is_some() {
-                return Err(crate::Error::DuplicateAction(def.name().to_owned()));
+            let name = def.name();
+            if actions.insert(name, def).is_some() {
+                return Err(crate::Error::DuplicateAction(name.to_owned()));
             }
         }
         Ok(Dispatcher {
@@ -351,7 +352,7 @@ impl Dispatcher {
             }
             name => match self.actions.get(name) {
                 Some(def) => {
-                    self.run_action(connections, request, *def, body, reference)
+                    self.run_action(connections, request, def.clone(), body, reference)
                         .await
                 }
                 None => {
