@@ -27,10 +27,11 @@ async fn rig(label: &str) -> Rig {
     let client = dynamo_client();
     let table = fresh_table(&client, label).await;
     let server = ManagementServer::start().await;
-    let config = Config {
-        management_endpoint: Some(server.endpoint("prod")),
-        delivery_timeout: Duration::from_millis(500),
-        ..Config::default()
+    let config = {
+        let mut c = Config::default();
+        c.management_endpoint = Some(server.endpoint("prod"));
+        c.delivery_timeout = Duration::from_millis(500);
+        c
     };
     let api = ManagementApi::new(&sdk_config(), &config).with_policy(RetryPolicy {
         attempts: 4,
@@ -262,9 +263,10 @@ fn endpoints_are_derived_from_the_event_unless_overridden() {
         api.endpoint_for(&request).as_deref(),
         Some("https://abcd1234.execute-api.us-east-1.amazonaws.com/prod")
     );
-    let config = Config {
-        management_endpoint: Some("https://chat.example.com/prod".into()),
-        ..Config::default()
+    let config = {
+        let mut c = Config::default();
+        c.management_endpoint = Some("https://chat.example.com/prod".into());
+        c
     };
     let api = ManagementApi::new(&sdk, &config);
     assert_eq!(

@@ -403,3 +403,58 @@ fn invocation_payloads_are_told_apart() {
         "{error}"
     );
 }
+
+#[tokio::test]
+async fn a_refusing_connect_hook_is_status_403_from_connect_and_saves_nothing() {
+    let store = Arc::new(MemoryStore::new());
+    let dispatcher = chat_app(config())
+        .on_connect(|request, _ctx| async move {
+            // The real `$connect` sample carries headers; refuse on one of them.
+            match request
+                .headers
+                .get("sec-websocket-version")
+                .map(String::as_str)
+            {
+                Some("13") if !request.query.contains_key("allow") => {
+                    Err(venturekit_ws::WsError::forbidden("refused"))
+                }
+                _ => Ok(()),
+            }
+        })
+        .store(store.clone())
+        .dispatcher(Mode::Lambda)
+        .unwrap();
+    let h = Harness {
+        dispatcher,
+        store,
+        delivery: Arc::new(Recorder::default()),
+    };
+    let connect = fixture("example-apigw-websocket-request-without-method.json");
+    assert_eq!(h.handle(&connect).await, 403);
+    assert!(h.store.get(ID).await.unwrap().is_none());
+    let mut allowed = connect.clone();
+    allowed["queryStringParameters"] = json!({"allow": "1"});
+    assert_eq!(h.handle(&allowed).await, 200);
+    assert!(h.store.get(ID).await.unwrap().is_some());
+}
+
+#[tokio::test]
+async fn the_sweeper_runs_the_disconnect_hook_with_reason_expired() {
+    let h = harness();
+    authed(&h, "stale=", "sam", Some("acme")).await;
+    authed(&h, "peer=", "pat", Some("acme")).await;
+    // Sam's session ends: the record is still stored, but expired.
+    let mut expired = h.store.get("stale=").await.unwrap().unwrap();
+    expired.ttl = now_secs() - 1;
+    h.store.save(&expired).await.unwrap();
+    let messenger = h.dispatcher.messenger(h.delivery.clone());
+    let report = h.dispatcher.sweep(&messenger).await.unwrap();
+    assert_eq!(report.expired, 1);
+    assert_eq!(
+        h.delivery.posts_to("peer="),
+        [json!({"action": "left", "userId": "sam", "reason": "expired"})]
+    );
+    // Once: a second sweep finds nothing and tells nobody again.
+    h.dispatcher.sweep(&messenger).await.unwrap();
+    assert_eq!(h.delivery.posts_to("peer=").len(), 1);
+}

@@ -164,9 +164,10 @@ async fn an_unreachable_store_is_internal_and_keeps_the_socket() {
 
 #[tokio::test]
 async fn a_jwks_outage_is_internal_and_not_counted_toward_the_cap() {
-    let mut config = venturekit_ws::Config {
-        jwks_url: Some("http://127.0.0.1:9/.well-known/jwks.json".into()),
-        ..venturekit_ws::Config::default()
+    let mut config = {
+        let mut c = venturekit_ws::Config::default();
+        c.jwks_url = Some("http://127.0.0.1:9/.well-known/jwks.json".into());
+        c
     };
     config.max_auth_failures = 2;
     let server = start(chat_app(config)).await;

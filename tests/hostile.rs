@@ -600,9 +600,10 @@ async fn tokens_with_an_unknown_kid() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let jwks_addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    let config = venturekit_ws::Config {
-        jwks_url: Some(format!("http://{jwks_addr}/jwks")),
-        ..venturekit_ws::Config::default()
+    let config = {
+        let mut c = venturekit_ws::Config::default();
+        c.jwks_url = Some(format!("http://{jwks_addr}/jwks"));
+        c
     };
     let server = start(chat_app(config)).await;
     let sign = |kid: &str| {

@@ -77,11 +77,10 @@ impl Jwks {
     }
 
     fn config(&self) -> Config {
-        Config {
-            jwks_url: Some(self.url.clone()),
-            jwks_min_refresh: Duration::from_secs(1),
-            ..Config::default()
-        }
+        let mut config = Config::default();
+        config.jwks_url = Some(self.url.clone());
+        config.jwks_min_refresh = Duration::from_secs(1);
+        config
     }
 }
 
@@ -223,12 +222,10 @@ async fn symmetric_keys_in_a_jwks_are_ignored() {
 async fn cognito_token_use_and_client_id() {
     let jwks = Jwks::start(vec![jwk(&rsa(), Algorithm::RS256, "k1")]).await;
     let issuer = "https://cognito-idp.us-east-1.amazonaws.com/us-east-1_Example";
-    let config = Config {
-        issuer: Some(issuer.into()),
-        audience: Some("client123".into()),
-        token_use: Some("access".into()),
-        ..jwks.config()
-    };
+    let mut config = jwks.config();
+    config.issuer = Some(issuer.into());
+    config.audience = Some("client123".into());
+    config.token_use = Some("access".into());
     let v = JwksVerifier::new(&jwks.url, &config).unwrap();
     let access = |token_use: &str, client_id: &str| json!({"sub": "alice", "exp": now() + 600, "iss": issuer, "token_use": token_use, "client_id": client_id});
     let ok = sign(
@@ -258,9 +255,10 @@ async fn cognito_token_use_and_client_id() {
 
 #[tokio::test]
 async fn an_unreachable_jwks_is_an_internal_failure_not_a_crash() {
-    let config = Config {
-        jwks_url: Some("http://127.0.0.1:9/jwks.json".into()),
-        ..Config::default()
+    let config = {
+        let mut c = Config::default();
+        c.jwks_url = Some("http://127.0.0.1:9/jwks.json".into());
+        c
     };
     let v = JwksVerifier::new("http://127.0.0.1:9/jwks.json", &config).unwrap();
     let t = sign(&rsa(), Algorithm::RS256, Some("k1"), &claims());

@@ -169,10 +169,11 @@ fn hs_rs_confusion_is_refused() {
 
 #[test]
 fn issuer_and_audience() {
-    let config = Config {
-        issuer: Some("https://issuer.example".into()),
-        audience: Some("venturekit".into()),
-        ..Config::default()
+    let config = {
+        let mut c = Config::default();
+        c.issuer = Some("https://issuer.example".into());
+        c.audience = Some("venturekit".into());
+        c
     };
     let v = Verifier::new(&JwtKey::Secret(SECRET.as_bytes().to_vec()), &config).unwrap();
     let mut c = claims();
@@ -236,9 +237,10 @@ fn required_and_typed_claims() {
 
 #[test]
 fn custom_tenant_claim_name() {
-    let config = Config {
-        tenant_claim: "https://example.com/orgs".into(),
-        ..Config::default()
+    let config = {
+        let mut c = Config::default();
+        c.tenant_claim = "https://example.com/orgs".into();
+        c
     };
     let v = Verifier::new(&JwtKey::Secret(SECRET.as_bytes().to_vec()), &config).unwrap();
     let c = json!({"sub": "a", "exp": now() + 60, "https://example.com/orgs": "acme"});
@@ -266,9 +268,10 @@ fn secrets_and_tokens_never_appear_in_failure_messages() {
 
 #[test]
 fn a_configured_audience_must_be_present() {
-    let config = Config {
-        audience: Some("venturekit".into()),
-        ..Config::default()
+    let config = {
+        let mut c = Config::default();
+        c.audience = Some("venturekit".into());
+        c
     };
     let v = Verifier::new(&JwtKey::Secret(SECRET.as_bytes().to_vec()), &config).unwrap();
     let failure = v

@@ -32,9 +32,10 @@ async fn rig(label: &str) -> Rig {
     let client = dynamo_client();
     let table = fresh_table(&client, label).await;
     let server = ManagementServer::start().await;
-    let config = Config {
-        management_endpoint: Some(server.endpoint("prod")),
-        ..Config::default()
+    let config = {
+        let mut c = Config::default();
+        c.management_endpoint = Some(server.endpoint("prod"));
+        c
     };
     let api = ManagementApi::new(&sdk_config(), &config).with_policy(RetryPolicy {
         attempts: 2,

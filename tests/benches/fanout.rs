@@ -23,9 +23,10 @@ fn bench(c: &mut Criterion) {
         serve_fast_management_api(listener).await
     });
     let sdk = venturekit_ws_tests::aws::sdk_config();
-    let config = Config {
-        management_endpoint: Some(endpoint.clone()),
-        ..Config::default()
+    let config = {
+        let mut c = Config::default();
+        c.management_endpoint = Some(endpoint.clone());
+        c
     };
     let api = ManagementApi::new(&sdk, &config);
     let delivery = api.delivery(&endpoint);

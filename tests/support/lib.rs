@@ -25,10 +25,9 @@ pub const WAIT: Duration = Duration::from_secs(10);
 
 /// A configuration with the test secret.
 pub fn config() -> Config {
-    Config {
-        jwt_key: Some(JwtKey::Secret(SECRET.as_bytes().to_vec())),
-        ..Config::default()
-    }
+    let mut config = Config::default();
+    config.jwt_key = Some(JwtKey::Secret(SECRET.as_bytes().to_vec()));
+    config
 }
 
 /// The chat example's app (actions, hooks, in-memory history) on the test configuration.

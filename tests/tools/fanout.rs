@@ -35,9 +35,10 @@ async fn serve() {
 /// `measure ENDPOINT N CONCURRENCY RUNS`: one case; prints one line of results.
 async fn measure(endpoint: String, n: usize, concurrency: usize, runs: usize) {
     let store = store_with(n).await;
-    let config = Config {
-        management_endpoint: Some(endpoint.clone()),
-        ..Config::default()
+    let config = {
+        let mut c = Config::default();
+        c.management_endpoint = Some(endpoint.clone());
+        c
     };
     let api = ManagementApi::new(&venturekit_ws_tests::aws::sdk_config(), &config);
     let connections = Messenger::new(store, api.delivery(&endpoint)).with_concurrency(concurrency);

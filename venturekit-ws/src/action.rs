@@ -1,10 +1,11 @@
 //! Actions: what `#[ws_action]` generates, and how to write one by hand.
 //!
-//! The macro implements [`Action`] for a hidden type named like the function. Without the
-//! macro, implement [`Action`] yourself and register it with [`ActionDef::of`]:
+//! The macro implements [`Action`] for a hidden type named after the function. Without the
+//! macro, register a plain function with [`ActionDef::from_fn`], or implement [`Action`]
+//! yourself and register it with [`ActionDef::of`]:
 //!
 //! ```
-//! use venturekit_ws::{Action, ActionDef, ActionFuture, Ctx, reply};
+//! use venturekit_ws::{Action, ActionDef, ActionFuture, Ctx, IntoReply};
 //! #[derive(serde::Deserialize)]
 //! struct Echo { text: String }
 //! struct EchoAction;
@@ -13,7 +14,7 @@
 //!     const PUBLIC: bool = true;
 //!     type Message = Echo;
 //!     fn call(_ctx: Ctx, msg: Echo) -> ActionFuture {
-//!         Box::pin(async move { reply(Ok::<_, venturekit_ws::WsError>(msg.text)) })
+//!         Box::pin(async move { Ok::<_, venturekit_ws::WsError>(msg.text).into_reply() })
 //!     }
 //! }
 //! let defs = vec![ActionDef::of::<EchoAction>()];
@@ -94,7 +95,9 @@ impl<T: Serialize, E: Into<WsError>> IntoReply for Result<T, E> {
     }
 }
 
-/// Turns a handler's return value into a reply (what the generated adapter calls).
+/// Turns a handler's return value into a reply (what the generated adapter calls; outside
+/// generated code, use [`IntoReply::into_reply`]).
+#[doc(hidden)]
 pub fn reply<R: IntoReply>(output: R) -> Result<Option<String>, WsError> {
     output.into_reply()
 }

@@ -34,7 +34,11 @@ impl std::fmt::Debug for JwtKey {
 }
 
 /// Everything the runtime reads from the environment.
+///
+/// Start from [`Config::default`] or [`Config::from_env`] and set fields: new settings are
+/// added without breaking you (the struct is `#[non_exhaustive]`).
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct Config {
     /// `VK_WS_TABLE`: the DynamoDB table (required on Lambda).
     pub table: Option<String>,

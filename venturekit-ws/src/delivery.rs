@@ -6,6 +6,7 @@
 
 /// A post or close failed.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum DeliveryError {
     /// The connection no longer exists (API Gateway `GoneException`, HTTP 410).
     #[error("connection is gone")]

@@ -53,7 +53,7 @@ pub mod protocol;
 pub mod state;
 pub mod store;
 
-pub use action::{Action, ActionDef, ActionFuture, Handler, IntoReply, reply};
+pub use action::{Action, ActionDef, ActionFuture, Handler, IntoReply};
 pub use app::{App, Mode};
 pub use auth::Identity;
 pub use claims::Claims;
@@ -111,21 +111,36 @@ pub use store::{Connection, ConnectionStore, MemoryStore, StoreError};
 ///
 /// # Without the macro
 ///
+/// The macro is sugar: a plain `async fn` is an action through [`ActionDef::from_fn`]
+/// (the [`Handler`] trait), and policies are builder calls.
+///
 /// ```
-/// use venturekit_ws::{Action, ActionDef, ActionFuture, Ctx, WsError, reply};
+/// use venturekit_ws::{ActionDef, Ctx, WsError};
+/// # #[derive(serde::Deserialize)] struct Join { room: String }
+/// async fn join(ctx: Ctx, msg: Join) -> Result<serde_json::Value, WsError> {
+///     Ok(serde_json::json!({ "action": "joined", "room": msg.room, "user": ctx.user_id() }))
+/// }
+/// let list = vec![ActionDef::from_fn("join", join).with_roles(&["member"])];
+/// # assert_eq!(list[0].name(), "join");
+/// ```
+///
+/// Or implement [`Action`] for a type of your own (what the macro generates):
+///
+/// ```
+/// use venturekit_ws::{Action, ActionDef, ActionFuture, Ctx, IntoReply, WsError};
 /// # #[derive(serde::Deserialize)] struct Join { room: String }
 /// # async fn join(ctx: Ctx, msg: Join) -> Result<serde_json::Value, WsError> { Ok(serde_json::Value::Null) }
-/// #[allow(non_camel_case_types)]
-/// struct join_action;
-/// impl Action for join_action {
+/// struct JoinAction;
+/// impl Action for JoinAction {
 ///     const NAME: &'static str = "join";
 ///     const PUBLIC: bool = false;
+///     const ROLES: &'static [&'static str] = &["member"];
 ///     type Message = Join;
 ///     fn call(ctx: Ctx, msg: Join) -> ActionFuture {
-///         Box::pin(async move { reply(join(ctx, msg).await) })
+///         Box::pin(async move { join(ctx, msg).await.into_reply() })
 ///     }
 /// }
-/// let list = vec![ActionDef::of::<join_action>()];
+/// let list = vec![ActionDef::of::<JoinAction>()];
 /// # assert_eq!(list[0].name(), "join");
 /// ```
 ///

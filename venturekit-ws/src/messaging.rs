@@ -44,6 +44,7 @@ impl Scope {
 
 /// What a fan-out did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
 pub struct FanoutReport {
     /// Connections that received the message.
     pub delivered: usize,
@@ -58,6 +59,7 @@ pub struct FanoutReport {
 /// It deliberately does not implement `std::error::Error`, so that `?` in a handler maps
 /// `PayloadTooLarge` to the `payload_too_large` reply instead of a generic `internal`.
 #[derive(Debug)]
+#[non_exhaustive]
 pub enum MessagingError {
     /// The serialized message exceeds 128 KB; nothing was sent.
     PayloadTooLarge(usize),

@@ -23,6 +23,7 @@ pub use history::{Entry, History, HistoryStore, MemoryHistory};
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
+use venturekit_ws::deploy::AppTable;
 use venturekit_ws::messaging::Scope;
 use venturekit_ws::{
     App, Connection, Ctx, DisconnectReason, HookCtx, State, WsError, actions, ws_action,
@@ -184,7 +185,12 @@ pub async fn announce_leave(record: Connection, reason: DisconnectReason, ctx: H
 
 /// The chat's actions, hooks and state on `app` (the test kit and tests build on this).
 pub fn configure(app: App, history: History) -> App {
+    let history_table = AppTable::new("HistoryTable", "CHAT_HISTORY_TABLE", "scope")
+        .sort_key("at")
+        .ttl("ttl")
+        .allow(&["dynamodb:PutItem", "dynamodb:Query"]);
     app.state(history)
+        .app_table(history_table)
         .actions(actions![broadcast, send, history, kick])
         .on_disconnect(announce_leave)
 }

@@ -129,6 +129,36 @@ fn template_structure() {
         t["Resources"]["FunctionLogs"]["Properties"]["RetentionInDays"],
         30
     );
+
+    // The chat's own state: the history table, its name in the environment, TTL, and a
+    // policy granting only what the app calls on it.
+    let history = &t["Resources"]["HistoryTable"]["Properties"];
+    assert_eq!(
+        history["KeySchema"],
+        json!([{"AttributeName": "scope", "KeyType": "HASH"}, {"AttributeName": "at", "KeyType": "RANGE"}])
+    );
+    assert_eq!(
+        history["TimeToLiveSpecification"],
+        json!({"AttributeName": "ttl", "Enabled": true})
+    );
+    let function = &t["Resources"]["Function"]["Properties"];
+    assert_eq!(
+        function["Environment"]["Variables"]["CHAT_HISTORY_TABLE"],
+        json!({"Ref": "HistoryTable"})
+    );
+    let statements = function["Policies"][0]["Statement"].as_array().unwrap();
+    let grant = statements
+        .iter()
+        .find(|s| s["Sid"] == "HistoryTable")
+        .unwrap();
+    assert_eq!(
+        grant["Action"],
+        json!(["dynamodb:PutItem", "dynamodb:Query"])
+    );
+    assert_eq!(
+        grant["Resource"],
+        json!([{"Fn::GetAtt": ["HistoryTable", "Arn"]}])
+    );
 }
 
 fn cfn_lint() -> PathBuf {

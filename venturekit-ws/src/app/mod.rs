@@ -44,6 +44,7 @@ pub struct App {
     authorize: Option<Arc<crate::dispatch::AuthorizeFn>>,
     states: crate::state::States,
     hooks: Hooks,
+    app_tables: Vec<crate::deploy::AppTable>,
 }
 
 impl std::fmt::Debug for App {
@@ -82,6 +83,7 @@ impl App {
             authorize: None,
             states: crate::state::States::default(),
             hooks: Hooks::default(),
+            app_tables: Vec::new(),
         }
     }
 
@@ -179,6 +181,14 @@ impl App {
         self.hooks.on_disconnect = Some(Arc::new(move |record, reason, ctx| {
             Box::pin(hook(record, reason, ctx))
         }));
+        self
+    }
+
+    /// Declares a DynamoDB table the app owns (its state's store, say): the generated SAM
+    /// template creates it, passes its name in its environment variable, and grants the
+    /// function exactly the listed actions on it.
+    pub fn app_table(mut self, table: crate::deploy::AppTable) -> Self {
+        self.app_tables.push(table);
         self
     }
 

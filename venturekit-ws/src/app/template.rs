@@ -10,14 +10,24 @@ impl App {
     /// `cargo lambda build` output.
     pub fn template(&self, env: &str, code_uri: &str) -> Result<String, Error> {
         let (app, binary, settings) = self.deploy_target(env)?;
-        Ok(crate::deploy::template(&app, &binary, settings, code_uri))
+        Ok(crate::deploy::template(
+            &app,
+            &binary,
+            settings,
+            code_uri,
+            &self.app_tables,
+        ))
     }
 
     /// The template of environment `env` as a JSON value (for inspection and tests).
     pub fn template_value(&self, env: &str, code_uri: &str) -> Result<serde_json::Value, Error> {
         let (app, binary, settings) = self.deploy_target(env)?;
         Ok(crate::deploy::template_value(
-            &app, &binary, settings, code_uri,
+            &app,
+            &binary,
+            settings,
+            code_uri,
+            &self.app_tables,
         ))
     }
 

@@ -28,6 +28,68 @@
 #[cfg(feature = "deploy")]
 mod template;
 
+/// A DynamoDB table the app itself owns (beside the connections table): the generated
+/// template creates it (on demand, string keys, optional TTL), passes its name to the
+/// function in `env_var`, and grants the function exactly `actions` on it.
+///
+/// ```
+/// use venturekit_ws::deploy::AppTable;
+/// let history = AppTable::new("HistoryTable", "CHAT_HISTORY_TABLE", "scope")
+///     .sort_key("at")
+///     .ttl("ttl")
+///     .allow(&["dynamodb:PutItem", "dynamodb:Query"]);
+/// # let _ = history;
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct AppTable {
+    /// The CloudFormation logical id (e.g. `HistoryTable`).
+    pub logical_id: String,
+    /// The environment variable that carries the table name to the function.
+    pub env_var: String,
+    /// The partition key attribute (type S).
+    pub partition_key: String,
+    /// The sort key attribute (type S), if any.
+    pub sort_key: Option<String>,
+    /// The TTL attribute, if any.
+    pub ttl_attribute: Option<String>,
+    /// The DynamoDB actions the function may perform on it.
+    pub actions: Vec<String>,
+}
+
+impl AppTable {
+    /// A table with a string partition key, no sort key, no TTL, and no access yet.
+    pub fn new(logical_id: &str, env_var: &str, partition_key: &str) -> Self {
+        AppTable {
+            logical_id: logical_id.to_owned(),
+            env_var: env_var.to_owned(),
+            partition_key: partition_key.to_owned(),
+            sort_key: None,
+            ttl_attribute: None,
+            actions: Vec::new(),
+        }
+    }
+
+    /// A string sort key.
+    pub fn sort_key(mut self, attribute: &str) -> Self {
+        self.sort_key = Some(attribute.to_owned());
+        self
+    }
+
+    /// TTL on `attribute` (epoch seconds).
+    pub fn ttl(mut self, attribute: &str) -> Self {
+        self.ttl_attribute = Some(attribute.to_owned());
+        self
+    }
+
+    /// Grants the function these DynamoDB actions on the table (least privilege: list
+    /// only what the app calls).
+    pub fn allow(mut self, actions: &[&str]) -> Self {
+        self.actions = actions.iter().map(|a| (*a).to_owned()).collect();
+        self
+    }
+}
+
 #[cfg(feature = "deploy")]
 pub use template::{template, template_value};
 

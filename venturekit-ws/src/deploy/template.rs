@@ -5,7 +5,7 @@
 //! table (and its indexes) and to this API's stage; the JWT configuration comes from
 //! parameters, never literals.
 
-use super::EnvConfig;
+use super::{AppTable, EnvConfig};
 use serde_json::{Value, json};
 
 fn sub(text: &str) -> Value {
@@ -35,8 +35,14 @@ fn route(key: &str) -> Value {
 /// The SAM template (JSON, pretty-printed) for `env`. `app` prefixes resource names,
 /// `binary` is the cargo binary, `code_uri` the `cargo lambda build` output directory
 /// relative to where the template will be.
-pub fn template(app: &str, binary: &str, env: &EnvConfig, code_uri: &str) -> String {
-    let value = template_value(app, binary, env, code_uri);
+pub fn template(
+    app: &str,
+    binary: &str,
+    env: &EnvConfig,
+    code_uri: &str,
+    tables: &[AppTable],
+) -> String {
+    let value = template_value(app, binary, env, code_uri, tables);
     // Serializing a JSON value cannot fail.
     let mut text = serde_json::to_string_pretty(&value).unwrap_or_default();
     text.push('\n');
@@ -44,7 +50,13 @@ pub fn template(app: &str, binary: &str, env: &EnvConfig, code_uri: &str) -> Str
 }
 
 /// The template as a JSON value (CloudFormation's JSON form).
-pub fn template_value(app: &str, binary: &str, env: &EnvConfig, code_uri: &str) -> Value {
+pub fn template_value(
+    app: &str,
+    binary: &str,
+    env: &EnvConfig,
+    code_uri: &str,
+    tables: &[AppTable],
+) -> Value {
     let stage = &env.name;
     let ws = &env.websocket;
     let parameters = json!({
@@ -73,7 +85,7 @@ pub fn template_value(app: &str, binary: &str, env: &EnvConfig, code_uri: &str) 
         "RUST_LOG": "info"
     });
     let table_arn = get_att("ConnectionsTable", "Arn");
-    let resources = json!({
+    let resources: Value = json!({
         "ConnectionsTable": {
             "Type": "AWS::DynamoDB::Table",
             "DeletionPolicy": "Delete",
@@ -182,6 +194,10 @@ pub fn template_value(app: &str, binary: &str, env: &EnvConfig, code_uri: &str) 
             }
         }
     });
+    let mut resources = resources;
+    for table in tables {
+        add_app_table(&mut resources, table);
+    }
     json!({
         "AWSTemplateFormatVersion": "2010-09-09",
         "Transform": "AWS::Serverless-2016-10-31",
@@ -194,4 +210,40 @@ pub fn template_value(app: &str, binary: &str, env: &EnvConfig, code_uri: &str) 
             "ConnectionsTableName": {"Description": "VK_WS_TABLE", "Value": reference("ConnectionsTable")}
         }
     })
+}
+
+/// Adds an app-owned table: the resource, its name in the function's environment, and a
+/// policy statement granting exactly its declared actions.
+fn add_app_table(resources: &mut Value, table: &AppTable) {
+    let id = &table.logical_id;
+    let mut attributes = vec![json!({"AttributeName": table.partition_key, "AttributeType": "S"})];
+    let mut keys = vec![json!({"AttributeName": table.partition_key, "KeyType": "HASH"})];
+    if let Some(sort) = &table.sort_key {
+        attributes.push(json!({"AttributeName": sort, "AttributeType": "S"}));
+        keys.push(json!({"AttributeName": sort, "KeyType": "RANGE"}));
+    }
+    let mut properties = json!({
+        "BillingMode": "PAY_PER_REQUEST",
+        "AttributeDefinitions": attributes,
+        "KeySchema": keys
+    });
+    if let Some(ttl) = &table.ttl_attribute {
+        properties["TimeToLiveSpecification"] = json!({"AttributeName": ttl, "Enabled": true});
+    }
+    resources[id.as_str()] = json!({
+        "Type": "AWS::DynamoDB::Table",
+        "DeletionPolicy": "Delete",
+        "UpdateReplacePolicy": "Delete",
+        "Properties": properties
+    });
+    let function = &mut resources["Function"]["Properties"];
+    function["Environment"]["Variables"][table.env_var.as_str()] = reference(id);
+    if let Some(statements) = function["Policies"][0]["Statement"].as_array_mut() {
+        statements.push(json!({
+            "Sid": id,
+            "Effect": "Allow",
+            "Action": table.actions,
+            "Resource": [get_att(id, "Arn")]
+        }));
+    }
 }

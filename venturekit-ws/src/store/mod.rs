@@ -92,6 +92,7 @@ impl ExpiredPage {
 
 /// A store operation failed.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum StoreError {
     /// `authenticate`: the record is gone or its window has passed.
     #[error("connection record is missing or expired")]
