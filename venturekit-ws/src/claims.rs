@@ -49,6 +49,19 @@ impl Claims {
         }
     }
 
+    /// Whether the claim `name` (a string, or an array of strings) holds any of `wanted`,
+    /// without allocating.
+    pub fn holds_any(&self, name: &str, wanted: &[&str]) -> bool {
+        match self.0.get(name) {
+            Some(Value::String(s)) => wanted.contains(&s.as_str()),
+            Some(Value::Array(items)) => items
+                .iter()
+                .filter_map(Value::as_str)
+                .any(|s| wanted.contains(&s)),
+            _ => false,
+        }
+    }
+
     /// The OAuth scopes: `scope` (space-separated string) and `scp` (array, or string).
     pub fn scopes(&self) -> Vec<&str> {
         let mut scopes: Vec<&str> = match self.0.get("scope") {

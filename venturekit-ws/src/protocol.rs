@@ -3,56 +3,128 @@
 //! Every frame the framework itself sends is built here, so the shapes live in one place.
 
 use serde::Serialize;
-use serde_json::value::RawValue;
 
 /// A client's `ref`: a string of 1–64 characters from `[A-Za-z0-9._:-]`, or a non-negative
 /// integer up to 2^53−1. Echoed with the same JSON type on the one terminal reply to that
 /// message.
-#[derive(Debug, Clone)]
-pub struct Ref(Box<RawValue>);
-
-impl PartialEq for Ref {
-    fn eq(&self, other: &Ref) -> bool {
-        self.as_json() == other.as_json()
-    }
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Ref {
+    /// A string `ref` (its characters never need escaping in JSON).
+    Text(Box<str>),
+    /// An integer `ref`.
+    Number(u64),
 }
-
-impl Eq for Ref {}
 
 /// Largest integer `ref` (2^53 − 1, exact in every JSON implementation).
 pub const MAX_REF_INTEGER: u64 = (1 << 53) - 1;
 
+const REF_RULE: &str = "`ref` must be a string of 1-64 characters from [A-Za-z0-9._:-] or a non-negative integer up to 2^53-1";
+
 impl Ref {
+    /// Checks a string `ref`; the error is client-facing.
+    pub fn text(s: &str) -> Result<Ref, String> {
+        let valid = (1..=64).contains(&s.len())
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'));
+        if valid {
+            Ok(Ref::Text(s.into()))
+        } else {
+            Err(REF_RULE.to_owned())
+        }
+    }
+
+    /// Checks an integer `ref`.
+    pub fn number(n: u64) -> Result<Ref, String> {
+        if n <= MAX_REF_INTEGER {
+            Ok(Ref::Number(n))
+        } else {
+            Err(REF_RULE.to_owned())
+        }
+    }
+
     /// Checks a `ref` value; the error is client-facing.
     pub fn parse(value: &serde_json::Value) -> Result<Ref, String> {
-        use serde_json::Value;
-        const RULE: &str = "`ref` must be a string of 1-64 characters from [A-Za-z0-9._:-] or a non-negative integer up to 2^53-1";
-        let text = match value {
-            Value::String(s)
-                if (1..=64).contains(&s.len())
-                    && s.bytes().all(|b| {
-                        b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-')
-                    }) =>
-            {
-                format!("\"{s}\"")
-            }
-            Value::Number(n) if n.as_u64().is_some_and(|n| n <= MAX_REF_INTEGER) => n.to_string(),
-            _ => return Err(RULE.to_owned()),
-        };
-        RawValue::from_string(text)
-            .map(Ref)
-            .map_err(|_| RULE.to_owned())
+        match value {
+            serde_json::Value::String(s) => Ref::text(s),
+            serde_json::Value::Number(n) => match n.as_u64() {
+                Some(n) => Ref::number(n),
+                None => Err(REF_RULE.to_owned()),
+            },
+            _ => Err(REF_RULE.to_owned()),
+        }
     }
 
     /// The `ref` as JSON text (`"7"` or `8`).
-    pub fn as_json(&self) -> &str {
-        self.0.get()
+    pub fn as_json(&self) -> String {
+        match self {
+            // The allowed characters never need escaping.
+            Ref::Text(s) => format!("\"{s}\""),
+            Ref::Number(n) => n.to_string(),
+        }
     }
 }
 
 impl Serialize for Ref {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        self.0.serialize(serializer)
+        match self {
+            Ref::Text(s) => serializer.serialize_str(s),
+            Ref::Number(n) => serializer.serialize_u64(*n),
+        }
+    }
+}
+
+/// Reads a `ref` straight from the message (no intermediate `Value`): `Ok(Err(why))` for
+/// an ill-formed one.
+pub(crate) struct RefField(pub(crate) Result<Ref, String>);
+
+impl<'de> serde::Deserialize<'de> for RefField {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = RefField;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a ref")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<RefField, E> {
+                Ok(RefField(Ref::text(v)))
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<RefField, E> {
+                Ok(RefField(Ref::number(v)))
+            }
+            fn visit_i64<E: serde::de::Error>(self, _: i64) -> Result<RefField, E> {
+                Ok(RefField(Err(REF_RULE.to_owned())))
+            }
+            fn visit_f64<E: serde::de::Error>(self, _: f64) -> Result<RefField, E> {
+                Ok(RefField(Err(REF_RULE.to_owned())))
+            }
+            fn visit_bool<E: serde::de::Error>(self, _: bool) -> Result<RefField, E> {
+                Ok(RefField(Err(REF_RULE.to_owned())))
+            }
+            fn visit_unit<E: serde::de::Error>(self) -> Result<RefField, E> {
+                Ok(RefField(Err(REF_RULE.to_owned())))
+            }
+            fn visit_none<E: serde::de::Error>(self) -> Result<RefField, E> {
+                Ok(RefField(Err(REF_RULE.to_owned())))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<RefField, A::Error> {
+                while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {}
+                Ok(RefField(Err(REF_RULE.to_owned())))
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<RefField, A::Error> {
+                while map
+                    .next_entry::<serde::de::IgnoredAny, serde::de::IgnoredAny>()?
+                    .is_some()
+                {}
+                Ok(RefField(Err(REF_RULE.to_owned())))
+            }
+        }
+        d.deserialize_any(V)
     }
 }
 
@@ -239,17 +311,61 @@ pub fn with_ref(action: &str, reply: Option<String>, reference: Option<&Ref>) ->
     let Some(reference) = reference else {
         return reply;
     };
-    let r = reference.as_json();
-    let action_json = to_json(action);
-    Some(match reply {
-        None => format!(r#"{{"action":{action_json},"ref":{r},"ok":true}}"#),
-        Some(text) if text == "{}" => format!(r#"{{"ref":{r}}}"#),
+    let extra = 96 + action.len();
+    let mut out = String::with_capacity(reply.as_ref().map_or(0, String::len) + extra);
+    let push_ref = |out: &mut String| {
+        out.push_str("\"ref\":");
+        match reference {
+            // The allowed characters never need escaping.
+            Ref::Text(s) => {
+                out.push('"');
+                out.push_str(s);
+                out.push('"');
+            }
+            Ref::Number(n) => {
+                use std::fmt::Write;
+                let _ = write!(out, "{n}");
+            }
+        }
+    };
+    let head = |out: &mut String| {
+        out.push_str("{\"action\":");
+        out.push_str(&to_json(action));
+        out.push(',');
+        push_ref(out);
+    };
+    match reply {
+        None => {
+            head(&mut out);
+            out.push_str(",\"ok\":true}");
+        }
+        Some(text) if text == "{}" => {
+            out.push('{');
+            push_ref(&mut out);
+            out.push('}');
+        }
         Some(text) if text.starts_with('{') => match end_of_leading_action(&text) {
-            Some(end) => format!(r#"{},"ref":{r}{}"#, &text[..end], &text[end..]),
-            None => format!(r#"{{"ref":{r},{}"#, &text[1..]),
+            Some(end) => {
+                out.push_str(&text[..end]);
+                out.push(',');
+                push_ref(&mut out);
+                out.push_str(&text[end..]);
+            }
+            None => {
+                out.push('{');
+                push_ref(&mut out);
+                out.push(',');
+                out.push_str(&text[1..]);
+            }
         },
-        Some(text) => format!(r#"{{"action":{action_json},"ref":{r},"data":{text}}}"#),
-    })
+        Some(text) => {
+            head(&mut out);
+            out.push_str(",\"data\":");
+            out.push_str(&text);
+            out.push('}');
+        }
+    }
+    Some(out)
 }
 
 /// In compact JSON that starts with `{"action":"…"`, the index just past that string value.

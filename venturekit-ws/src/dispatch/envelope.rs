@@ -1,7 +1,7 @@
 //! Reading the envelope — the route selection field (`action`) and `ref` — without
 //! deserializing the rest.
 
-use crate::protocol::Ref;
+use crate::protocol::{Ref, RefField};
 use serde::de::{self, IgnoredAny, MapAccess, Visitor};
 
 /// The framework's fields of a message. Each is checked on its own, so an error about one
@@ -68,8 +68,8 @@ impl<'de> Visitor<'de> for EnvelopeVisitor<'_> {
                 if reference.is_some() {
                     return Err(de::Error::custom("duplicate `ref` field"));
                 }
-                let value: serde_json::Value = map.next_value()?;
-                reference = Some(Ref::parse(&value).map(Some));
+                let RefField(parsed) = map.next_value()?;
+                reference = Some(parsed.map(Some));
             } else {
                 map.next_value::<IgnoredAny>()?;
             }
@@ -154,7 +154,7 @@ mod tests {
             envelope(body, "action")
                 .unwrap()
                 .reference
-                .map(|r| r.map(|r| r.as_json().to_owned()))
+                .map(|r| r.map(|r| r.as_json()))
         };
         assert_eq!(reference(r#"{"action":"a"}"#), Ok(None));
         assert_eq!(

@@ -89,8 +89,7 @@ impl Dispatcher {
         record: &Connection,
     ) -> Result<(), String> {
         if !def.roles().is_empty() {
-            let held = record.claims.strings(&self.app.roles_claim);
-            if !def.roles().iter().any(|r| held.contains(r)) {
+            if !record.claims.holds_any(&self.app.roles_claim, def.roles()) {
                 return Err(match def.roles() {
                     [one] => format!("`{}` requires the role `{one}`", def.name()),
                     many => format!(
