@@ -88,20 +88,18 @@ impl Dispatcher {
         def: &crate::action::ActionDef,
         record: &Connection,
     ) -> Result<(), String> {
-        if !def.roles().is_empty() {
-            if !record.claims.holds_any(&self.app.roles_claim, def.roles()) {
-                return Err(match def.roles() {
-                    [one] => format!("`{}` requires the role `{one}`", def.name()),
-                    many => format!(
-                        "`{}` requires one of the roles {}",
-                        def.name(),
-                        many.iter()
-                            .map(|r| format!("`{r}`"))
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    ),
-                });
-            }
+        if !def.roles().is_empty() && !record.claims.holds_any(&self.app.roles_claim, def.roles()) {
+            return Err(match def.roles() {
+                [one] => format!("`{}` requires the role `{one}`", def.name()),
+                many => format!(
+                    "`{}` requires one of the roles {}",
+                    def.name(),
+                    many.iter()
+                        .map(|r| format!("`{r}`"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            });
         }
         if !def.scopes().is_empty() {
             let held = record.claims.scopes();
