@@ -30,12 +30,14 @@ pub fn config() -> Config {
     config
 }
 
-/// The chat example's app (actions, hooks, in-memory history) on the test configuration.
+/// The chat example's app (actions, hooks, in-memory history and topics) on the test
+/// configuration.
 pub fn chat_app(config: Config) -> App {
     chat::configure(
         App::new(config),
         chat::History::new(chat::MemoryHistory::default()),
     )
+    .topic_store(std::sync::Arc::new(venturekit_ws::MemoryTopics::new()))
 }
 
 /// A running local server; stopped when dropped.

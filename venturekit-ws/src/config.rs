@@ -56,6 +56,10 @@ pub struct Config {
     pub jwks_min_refresh: Duration,
     /// `VK_WS_TENANT_CLAIM`: the claim listing the tenants a token may join.
     pub tenant_claim: String,
+    /// `VK_WS_TOPICS_TABLE`: the DynamoDB table of topic memberships (Lambda).
+    pub topics_table: Option<String>,
+    /// `VK_WS_MAX_TOPICS`: most topics per connection, default 50.
+    pub max_topics: usize,
     /// `VK_WS_ROLES_CLAIM`: the claim listing the caller's roles (a string or an array of
     /// strings), default `roles` (Cognito: `cognito:groups`).
     pub roles_claim: String,
@@ -115,6 +119,8 @@ impl Default for Config {
             issuer: None,
             audience: None,
             tenant_claim: "tenantId".to_owned(),
+            topics_table: None,
+            max_topics: crate::topics::DEFAULT_MAX_TOPICS,
             roles_claim: "roles".to_owned(),
             keep_claims: Vec::new(),
             token_use: None,
@@ -193,6 +199,10 @@ impl Config {
         config.audience = var("VK_WS_JWT_AUDIENCE");
         if let Some(claim) = var("VK_WS_TENANT_CLAIM") {
             config.tenant_claim = claim;
+        }
+        config.topics_table = var("VK_WS_TOPICS_TABLE");
+        if let Some(v) = var("VK_WS_MAX_TOPICS") {
+            config.max_topics = number("VK_WS_MAX_TOPICS", &v, 1, 1000)? as usize;
         }
         if let Some(claim) = var("VK_WS_ROLES_CLAIM") {
             config.roles_claim = claim.trim().to_owned();

@@ -171,6 +171,65 @@ impl Ctx {
             .await
     }
 
+    /// Joins the caller to topic `name` of its tenant scope, with presence metadata (a
+    /// JSON object of at most 1 KB). Presence members are told.
+    pub async fn join_topic(
+        &self,
+        name: &str,
+        meta: serde_json::Map<String, serde_json::Value>,
+    ) -> Result<(), WsError> {
+        self.caller().await?;
+        self.inner
+            .messenger
+            .join_topic(self.connection_id(), name, meta)
+            .await
+    }
+
+    /// Removes the caller from topic `name`; returns whether it was a member.
+    pub async fn leave_topic(&self, name: &str) -> Result<bool, WsError> {
+        let caller = self.caller().await?;
+        Ok(self
+            .inner
+            .messenger
+            .leave_topic(caller.tenant_id.as_deref(), self.connection_id(), name)
+            .await?)
+    }
+
+    /// Publishes `message` to every member of topic `name` in the caller's tenant scope.
+    pub async fn publish<T: Serialize + ?Sized>(
+        &self,
+        name: &str,
+        message: &T,
+    ) -> Result<FanoutReport, WsError> {
+        let caller = self.caller().await?;
+        Ok(self
+            .inner
+            .messenger
+            .publish_in(caller.tenant_id.as_deref(), name, message)
+            .await?)
+    }
+
+    /// The members of topic `name` in the caller's tenant scope.
+    pub async fn topic_members(
+        &self,
+        name: &str,
+    ) -> Result<Vec<crate::topics::TopicMember>, WsError> {
+        let caller = self.caller().await?;
+        Ok(self
+            .inner
+            .messenger
+            .topic_members(caller.tenant_id.as_deref(), name)
+            .await?)
+    }
+
+    /// Whether the caller is a member of topic `name`.
+    pub async fn in_topic(&self, name: &str) -> Result<bool, WsError> {
+        let members = self.topic_members(name).await?;
+        Ok(members
+            .iter()
+            .any(|m| m.connection_id == self.connection_id()))
+    }
+
     /// The caller's authenticated record: the guard's in guarded actions, read on demand in
     /// public ones. An unauthenticated caller has no scope: `unauthorized`.
     pub async fn caller(&self) -> Result<Connection, WsError> {

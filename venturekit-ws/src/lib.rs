@@ -52,6 +52,7 @@ pub mod messaging;
 pub mod protocol;
 pub mod state;
 pub mod store;
+pub mod topics;
 
 pub use action::{Action, ActionDef, ActionFuture, Handler, IntoReply};
 pub use app::{App, Mode};
@@ -67,6 +68,7 @@ pub use messaging::{FanoutReport, MessagingError, Messenger, Scope};
 pub use protocol::ErrorCode;
 pub use state::{FromCtx, State, States};
 pub use store::{Connection, ConnectionStore, MemoryStore, StoreError};
+pub use topics::{MemoryTopics, TopicRule, TopicStore};
 
 /// Marks an `async fn` as a WebSocket action.
 ///

@@ -125,6 +125,7 @@ pub struct Messenger {
     delivery: Arc<dyn Delivery>,
     concurrency: usize,
     on_removed: Option<OnRemoved>,
+    topics: Option<crate::topics::Topics>,
 }
 
 impl std::fmt::Debug for Messenger {
@@ -159,7 +160,94 @@ impl Messenger {
             delivery,
             concurrency: DEFAULT_FANOUT_CONCURRENCY,
             on_removed: None,
+            topics: None,
         }
+    }
+
+    /// Topic memberships to clean up when a record is removed.
+    pub(crate) fn with_topics(mut self, topics: Option<crate::topics::Topics>) -> Self {
+        self.topics = topics;
+        self
+    }
+
+    /// The app's topics, or an error saying the app has none.
+    pub(crate) fn topics(&self) -> Result<&crate::topics::Topics, MessagingError> {
+        self.topics.as_ref().ok_or_else(|| {
+            MessagingError::Store(StoreError::Backend(
+                "this app has no topic store (declare topics with App::topic, and set VK_WS_TOPICS_TABLE on Lambda)".into(),
+            ))
+        })
+    }
+
+    /// Publishes `message` to every member of topic `name` in `tenant`'s scope (`None`:
+    /// the tenant-less scope). Strongly consistent: a member that just joined receives it.
+    pub async fn publish_in<T: Serialize + ?Sized>(
+        &self,
+        tenant: Option<&str>,
+        name: &str,
+        message: &T,
+    ) -> Result<FanoutReport, MessagingError> {
+        let now = crate::clock::now_secs();
+        self.topics()?
+            .publish(self, tenant, name, message, now)
+            .await
+    }
+
+    /// The live members of topic `name` in `tenant`'s scope.
+    pub async fn topic_members(
+        &self,
+        tenant: Option<&str>,
+        name: &str,
+    ) -> Result<Vec<crate::topics::TopicMember>, MessagingError> {
+        let key = crate::topics::topic_key(tenant, name);
+        let now = crate::clock::now_secs();
+        Ok(self.topics()?.store.members(&key, now).await?)
+    }
+
+    /// Joins connection `connection_id` (authenticated, live) to topic `name` in its own
+    /// tenant scope, with presence metadata; presence members are told.
+    pub async fn join_topic(
+        &self,
+        connection_id: &str,
+        name: &str,
+        meta: serde_json::Map<String, serde_json::Value>,
+    ) -> Result<(), WsError> {
+        use crate::topics::JoinError;
+        let topics = self.topics()?;
+        let record = self
+            .store
+            .get(connection_id)
+            .await
+            .map_err(WsError::internal)?
+            .ok_or_else(|| WsError::bad_request("no such connection"))?;
+        let result = match topics.check_join(&record, name, &meta).await {
+            Ok(()) => {
+                topics
+                    .join(self, &record, name, meta, crate::clock::now_ms())
+                    .await
+            }
+            Err(e) => Err(e),
+        };
+        result.map_err(|e| match e {
+            JoinError::BadRequest(m) => WsError::bad_request(m),
+            JoinError::Forbidden(m) => WsError::forbidden(m),
+            JoinError::Store(e) => WsError::internal(e),
+        })
+    }
+
+    /// Removes `connection_id` from topic `name` in `tenant`'s scope; returns whether it
+    /// was a member.
+    pub async fn leave_topic(
+        &self,
+        tenant: Option<&str>,
+        connection_id: &str,
+        name: &str,
+    ) -> Result<bool, MessagingError> {
+        let now = crate::clock::now_secs();
+        Ok(self
+            .topics()?
+            .leave(self, tenant, connection_id, name, now)
+            .await?)
     }
 
     /// Runs the app's disconnect hook for the records this messenger removes.
@@ -176,6 +264,12 @@ impl Messenger {
         reason: DisconnectReason,
     ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + '_>> {
         Box::pin(async move {
+            if let Some(topics) = &self.topics {
+                let now = crate::clock::now_secs();
+                topics
+                    .connection_removed(self, &record.connection_id, now)
+                    .await;
+            }
             if let Some(on) = &self.on_removed {
                 let ctx = HookCtx::new(self.clone(), on.app.clone());
                 (on.hook)(record, reason, ctx).await;
@@ -313,6 +407,29 @@ impl Messenger {
             Scope::All | Scope::NoTenant => self.store.list().await?,
         };
         Ok(self.fan_out(targets, scope, &text).await)
+    }
+
+    /// Posts `text` to each of `ids` (topic members), removing gone ones.
+    pub(crate) async fn fan_out_ids(&self, ids: Vec<String>, text: &str) -> FanoutReport {
+        let posts = ids.into_iter().map(|id| async move {
+            let result = self.delivery.post(&id, text).await;
+            match &result {
+                Err(DeliveryError::Gone) => self.remove_gone(&id).await,
+                Err(e) => tracing::warn!(connection_id = %id, error = %e, "delivery failed"),
+                Ok(()) => {}
+            }
+            result
+        });
+        let mut results = futures_util::stream::iter(posts).buffer_unordered(self.concurrency);
+        let mut report = FanoutReport::default();
+        while let Some(result) = results.next().await {
+            match result {
+                Ok(()) => report.delivered += 1,
+                Err(DeliveryError::Gone) => report.gone += 1,
+                Err(_) => report.failed += 1,
+            }
+        }
+        report
     }
 
     async fn fan_out(&self, targets: Vec<Connection>, scope: &Scope, text: &str) -> FanoutReport {

@@ -11,6 +11,11 @@
 //! - `{"action":"kick","userId":U}` (role `admin`): every connection of `U` in the caller's
 //!   scope gets `{"action":"kicked","by":<admin>}` and is closed; the reply is
 //!   `{"action":"kick","closed":N}`.
+//! - Rooms: `{"action":"vk:join","topic":"room:42","meta":{…}}` joins a room of the caller's
+//!   tenant, with presence (`vk:presence_state`, `vk:presence_diff`);
+//!   `{"action":"say","room":"room:42","data":X}` publishes
+//!   `{"action":"message","from":U,"room":"room:42","data":X}` to the room's members and
+//!   answers `{"action":"say","delivered":N}`; saying into a room not joined is `forbidden`.
 //! - When an authenticated connection goes away for any reason, the other authenticated
 //!   connections of its scope receive `{"action":"left","userId":U,"reason":R}` (a
 //!   disconnect hook).
@@ -26,7 +31,7 @@ use serde_json::{Value, json};
 use venturekit_ws::deploy::AppTable;
 use venturekit_ws::messaging::Scope;
 use venturekit_ws::{
-    App, Connection, Ctx, DisconnectReason, HookCtx, State, WsError, actions, ws_action,
+    App, Connection, Ctx, DisconnectReason, HookCtx, State, TopicRule, WsError, actions, ws_action,
 };
 
 /// `{"action":"broadcast","data":X}`.
@@ -51,6 +56,15 @@ pub struct Kick {
     /// The user whose connections are closed.
     #[serde(rename = "userId")]
     pub user_id: String,
+}
+
+/// `{"action":"say","room":"room:42","data":X}`.
+#[derive(Debug, Deserialize)]
+pub struct Say {
+    /// A room the caller has joined (`vk:join`).
+    pub room: String,
+    /// Any JSON value.
+    pub data: Value,
 }
 
 /// What recipients receive.
@@ -135,6 +149,25 @@ pub async fn send(ctx: Ctx, msg: Send) -> Result<Delivered, WsError> {
     })
 }
 
+/// Publishes `data` to the members of a room the caller has joined.
+#[ws_action("say")]
+pub async fn say(ctx: Ctx, msg: Say) -> Result<Delivered, WsError> {
+    let from = ctx.require_user()?;
+    venturekit_ws::topics::check_name(&msg.room).map_err(WsError::bad_request)?;
+    if !ctx.in_topic(&msg.room).await? {
+        return Err(WsError::forbidden(format!(
+            "join `{}` first: {{\"action\":\"vk:join\",\"topic\":\"{}\"}}",
+            msg.room, msg.room
+        )));
+    }
+    let out = json!({"action": "message", "from": from, "room": msg.room, "data": msg.data});
+    let report = ctx.publish(&msg.room, &out).await?;
+    Ok(Delivered {
+        action: "say",
+        delivered: report.delivered,
+    })
+}
+
 /// The last 50 broadcasts of the caller's scope, oldest first.
 #[ws_action("history")]
 pub async fn history(ctx: Ctx, history: State<History>) -> Result<HistoryReply, WsError> {
@@ -191,7 +224,9 @@ pub fn configure(app: App, history: History) -> App {
         .allow(&["dynamodb:PutItem", "dynamodb:Query"]);
     app.state(history)
         .app_table(history_table)
-        .actions(actions![broadcast, send, history, kick])
+        .actions(actions![broadcast, send, history, kick, say])
+        // Rooms: any authenticated user may join `room:<name>` in its tenant, with presence.
+        .topic(TopicRule::new("room:*").presence())
         .on_disconnect(announce_leave)
 }
 

@@ -49,11 +49,15 @@ fn clean_command_for(bin: &str) -> Command {
     cmd
 }
 
-/// Creates the chat's history table beside the connections table `table`.
+/// Creates the chat's history table and the topics table beside the connections table
+/// `table`.
 async fn history_table(client: &aws_sdk_dynamodb::Client, table: &str) {
     chat::history::create_table(client, &format!("{table}-history"))
         .await
         .expect("creating the history table in moto failed");
+    venturekit_ws::aws::create_topics_table(client, &format!("{table}-topics"))
+        .await
+        .expect("creating the topics table in moto failed");
 }
 
 fn start(runtime: &RuntimeApi, table: &str, mgmt: &ManagementServer) -> Function {
@@ -73,6 +77,7 @@ fn with_lambda_env(
     cmd.env("AWS_LAMBDA_RUNTIME_API", runtime.addr.to_string())
         .env("VK_WS_TABLE", table)
         .env("CHAT_HISTORY_TABLE", format!("{table}-history"))
+        .env("VK_WS_TOPICS_TABLE", format!("{table}-topics"))
         .env("VK_WS_JWT_SECRET", SECRET)
         .env("AWS_ENDPOINT_URL_DYNAMODB", moto_endpoint())
         .env(

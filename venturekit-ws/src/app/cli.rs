@@ -131,10 +131,15 @@ impl App {
         // Check the JWT configuration before touching AWS, for a clear startup error.
         self.token_verifier(Mode::Lambda)?;
         let sdk = crate::aws::sdk_config().await;
-        let store = crate::aws::DynamoStore::new(aws_sdk_dynamodb::Client::new(&sdk), table)
+        let client = aws_sdk_dynamodb::Client::new(&sdk);
+        let store = crate::aws::DynamoStore::new(client.clone(), table)
             .with_scan_segments(self.config.scan_segments);
         let api = crate::aws::ManagementApi::new(&sdk, &self.config);
-        let dispatcher = self.store(Arc::new(store)).dispatcher(Mode::Lambda)?;
+        let mut app = self.store(Arc::new(store));
+        if let Some(topics) = app.config.topics_table.clone() {
+            app = app.topic_store(Arc::new(crate::aws::DynamoTopics::new(client, topics)));
+        }
+        let dispatcher = app.dispatcher(Mode::Lambda)?;
         crate::lambda::run(dispatcher, api).await
     }
 

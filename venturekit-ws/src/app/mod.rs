@@ -45,6 +45,8 @@ pub struct App {
     states: crate::state::States,
     hooks: Hooks,
     app_tables: Vec<crate::deploy::AppTable>,
+    topic_rules: Vec<crate::topics::TopicRule>,
+    topic_store: Option<Arc<dyn crate::topics::TopicStore>>,
 }
 
 impl std::fmt::Debug for App {
@@ -84,6 +86,8 @@ impl App {
             states: crate::state::States::default(),
             hooks: Hooks::default(),
             app_tables: Vec::new(),
+            topic_rules: Vec::new(),
+            topic_store: None,
         }
     }
 
@@ -182,6 +186,48 @@ impl App {
             Box::pin(hook(record, reason, ctx))
         }));
         self
+    }
+
+    /// Lets clients join topics matching `rule` (`vk:join`); deny by default. See
+    /// [`crate::topics`].
+    ///
+    /// ```
+    /// use venturekit_ws::{App, Config, TopicRule};
+    /// let app = App::new(Config::default()).topic(
+    ///     TopicRule::new("room:*")
+    ///         .presence()
+    ///         .authorize(|connection, _topic| connection.tenant_id.is_some()),
+    /// );
+    /// # let _ = app;
+    /// ```
+    pub fn topic(mut self, rule: crate::topics::TopicRule) -> Self {
+        self.topic_rules.push(rule);
+        self
+    }
+
+    /// Keeps topic memberships in `store` instead of the default for the mode (memory
+    /// locally; `VK_WS_TOPICS_TABLE` on Lambda).
+    pub fn topic_store(mut self, store: Arc<dyn crate::topics::TopicStore>) -> Self {
+        self.topic_store = Some(store);
+        self
+    }
+
+    fn topics(&self, mode: Mode) -> Result<Option<crate::topics::Topics>, Error> {
+        let store: Arc<dyn crate::topics::TopicStore> = match (&self.topic_store, mode) {
+            (Some(store), _) => store.clone(),
+            (None, Mode::Local) => Arc::new(crate::topics::MemoryTopics::new()),
+            (None, Mode::Lambda) if self.topic_rules.is_empty() => return Ok(None),
+            (None, Mode::Lambda) => {
+                return Err(Error::Config(
+                    "the app declares topics (App::topic): set VK_WS_TOPICS_TABLE to their DynamoDB table".into(),
+                ));
+            }
+        };
+        Ok(Some(crate::topics::Topics::new(
+            store,
+            self.topic_rules.clone(),
+            self.config.max_topics,
+        )))
     }
 
     /// Declares a DynamoDB table the app owns (its state's store, say): the generated SAM
@@ -287,6 +333,7 @@ impl App {
             authorize: self.authorize.clone(),
             states: self.states.clone(),
             hooks: self.hooks.clone(),
+            topics: self.topics(mode)?,
         })?;
         Ok(if self.config.panic_probe {
             tracing::warn!(

@@ -16,6 +16,7 @@ impl App {
             settings,
             code_uri,
             &self.app_tables,
+            !self.topic_rules.is_empty(),
         ))
     }
 
@@ -28,6 +29,7 @@ impl App {
             settings,
             code_uri,
             &self.app_tables,
+            !self.topic_rules.is_empty(),
         ))
     }
 

@@ -40,7 +40,9 @@ pub struct DynamoStore {
 }
 
 /// Maps any SDK error (with its full cause chain) to a store error with context.
-fn backend<E: std::error::Error>(context: impl std::fmt::Display) -> impl FnOnce(E) -> StoreError {
+pub(super) fn backend<E: std::error::Error>(
+    context: impl std::fmt::Display,
+) -> impl FnOnce(E) -> StoreError {
     move |e| {
         StoreError::Backend(format!(
             "{context}: {}",
@@ -62,11 +64,11 @@ fn condition_failed<R>(
     )
 }
 
-fn s(value: &str) -> AttributeValue {
+pub(super) fn s(value: &str) -> AttributeValue {
     AttributeValue::S(value.to_owned())
 }
 
-fn n(value: i64) -> AttributeValue {
+pub(super) fn n(value: i64) -> AttributeValue {
     AttributeValue::N(value.to_string())
 }
 
@@ -96,7 +98,7 @@ fn to_item(c: &Connection) -> Item {
 
 /// JSON → DynamoDB attribute: strings `S`, numbers `N`, booleans `BOOL`, null `NULL`,
 /// arrays `L`, objects `M` (kept claims are stored verbatim as a map).
-fn to_attribute(value: &serde_json::Value) -> AttributeValue {
+pub(super) fn to_attribute(value: &serde_json::Value) -> AttributeValue {
     use serde_json::Value;
     match value {
         Value::Null => AttributeValue::Null(true),
@@ -113,7 +115,7 @@ fn to_attribute(value: &serde_json::Value) -> AttributeValue {
 }
 
 /// DynamoDB attribute → JSON (the inverse of [`to_attribute`]; other types become null).
-fn from_attribute(value: &AttributeValue) -> serde_json::Value {
+pub(super) fn from_attribute(value: &AttributeValue) -> serde_json::Value {
     use serde_json::Value;
     match value {
         AttributeValue::Null(_) => Value::Null,

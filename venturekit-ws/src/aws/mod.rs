@@ -20,9 +20,11 @@
 
 mod dynamo;
 mod management;
+mod topics;
 
 pub use dynamo::{DynamoStore, TENANT_INDEX, USER_INDEX, create_table};
 pub use management::{ApiGatewayDelivery, ManagementApi, RetryPolicy};
+pub use topics::{CONNECTION_INDEX, DynamoTopics, create_topics_table};
 
 use crate::config::Config;
 use crate::error::Error;
@@ -52,6 +54,17 @@ pub async fn messenger_from_env() -> Result<Messenger, Error> {
             "VK_WS_MANAGEMENT_ENDPOINT (or AWS_ENDPOINT_URL_APIGATEWAYMANAGEMENTAPI) is required to send without an incoming event".into(),
         )
     })?;
+    let topics = config.topics_table.clone().map(|table| {
+        crate::topics::Topics::new(
+            Arc::new(DynamoTopics::new(
+                aws_sdk_dynamodb::Client::new(&sdk),
+                table,
+            )),
+            Vec::new(),
+            config.max_topics,
+        )
+    });
     Ok(Messenger::new(Arc::new(store), api.delivery(&endpoint))
-        .with_concurrency(config.fanout_concurrency))
+        .with_concurrency(config.fanout_concurrency)
+        .with_topics(topics))
 }

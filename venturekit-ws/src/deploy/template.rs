@@ -41,8 +41,9 @@ pub fn template(
     env: &EnvConfig,
     code_uri: &str,
     tables: &[AppTable],
+    topics: bool,
 ) -> String {
-    let value = template_value(app, binary, env, code_uri, tables);
+    let value = template_value(app, binary, env, code_uri, tables, topics);
     // Serializing a JSON value cannot fail.
     let mut text = serde_json::to_string_pretty(&value).unwrap_or_default();
     text.push('\n');
@@ -56,6 +57,7 @@ pub fn template_value(
     env: &EnvConfig,
     code_uri: &str,
     tables: &[AppTable],
+    topics: bool,
 ) -> Value {
     let stage = &env.name;
     let ws = &env.websocket;
@@ -198,6 +200,9 @@ pub fn template_value(
     for table in tables {
         add_app_table(&mut resources, table);
     }
+    if topics {
+        add_topics_table(&mut resources);
+    }
     json!({
         "AWSTemplateFormatVersion": "2010-09-09",
         "Transform": "AWS::Serverless-2016-10-31",
@@ -244,6 +249,41 @@ fn add_app_table(resources: &mut Value, table: &AppTable) {
             "Effect": "Allow",
             "Action": table.actions,
             "Resource": [get_att(id, "Arn")]
+        }));
+    }
+}
+
+/// Adds the topics table (`VK_WS_TOPICS_TABLE`): keys `topic` + `connectionId`, the
+/// `connectionId-index` GSI for cleanup, TTL, and a grant of exactly what the runtime calls.
+fn add_topics_table(resources: &mut Value) {
+    resources["TopicsTable"] = json!({
+        "Type": "AWS::DynamoDB::Table",
+        "DeletionPolicy": "Delete",
+        "UpdateReplacePolicy": "Delete",
+        "Properties": {
+            "BillingMode": "PAY_PER_REQUEST",
+            "AttributeDefinitions": [
+                {"AttributeName": "topic", "AttributeType": "S"},
+                {"AttributeName": "connectionId", "AttributeType": "S"}
+            ],
+            "KeySchema": [
+                {"AttributeName": "topic", "KeyType": "HASH"},
+                {"AttributeName": "connectionId", "KeyType": "RANGE"}
+            ],
+            "GlobalSecondaryIndexes": [
+                {"IndexName": "connectionId-index", "KeySchema": [{"AttributeName": "connectionId", "KeyType": "HASH"}], "Projection": {"ProjectionType": "ALL"}}
+            ],
+            "TimeToLiveSpecification": {"AttributeName": "ttl", "Enabled": true}
+        }
+    });
+    let function = &mut resources["Function"]["Properties"];
+    function["Environment"]["Variables"]["VK_WS_TOPICS_TABLE"] = reference("TopicsTable");
+    if let Some(statements) = function["Policies"][0]["Statement"].as_array_mut() {
+        statements.push(json!({
+            "Sid": "TopicsTable",
+            "Effect": "Allow",
+            "Action": ["dynamodb:PutItem", "dynamodb:DeleteItem", "dynamodb:Query", "dynamodb:BatchWriteItem"],
+            "Resource": [get_att("TopicsTable", "Arn"), sub("${TopicsTable.Arn}/index/*")]
         }));
     }
 }

@@ -9,6 +9,7 @@ mod auth;
 mod envelope;
 mod guard;
 mod sweep;
+mod topics;
 
 pub use guard::{Authorization, AuthorizeFn};
 pub(crate) use sweep::DEADLINE_MARGIN as sweep_deadline_margin;
@@ -28,6 +29,7 @@ use crate::messaging::Messenger;
 use crate::protocol::{self, ErrorCode, MAX_MESSAGE_BYTES, Ref};
 use crate::state::States;
 use crate::store::{Connection, ConnectionStore, StoreError};
+use crate::topics::Topics;
 use futures_util::FutureExt;
 use std::collections::HashMap;
 use std::panic::AssertUnwindSafe;
@@ -47,6 +49,7 @@ pub struct Dispatcher {
     authorize: Option<Arc<AuthorizeFn>>,
     app: Arc<AppContext>,
     hooks: Hooks,
+    topics: Option<Topics>,
 }
 
 /// Abuse limits applied before any routing.
@@ -122,6 +125,8 @@ pub struct DispatcherParts {
     pub states: States,
     /// Lifecycle hooks.
     pub hooks: Hooks,
+    /// Topics and presence, if the app uses them.
+    pub topics: Option<Topics>,
 }
 
 impl Dispatcher {
@@ -164,6 +169,7 @@ impl Dispatcher {
                 roles_claim: parts.roles_claim,
             }),
             hooks: parts.hooks,
+            topics: parts.topics,
         })
     }
 
@@ -188,6 +194,7 @@ impl Dispatcher {
         Messenger::new(self.store.clone(), delivery)
             .with_concurrency(self.fanout_concurrency)
             .with_on_removed(on_removed)
+            .with_topics(self.topics.clone())
     }
 
     /// Handles one API Gateway WebSocket event. Client mistakes are answered to the client
@@ -349,6 +356,10 @@ impl Dispatcher {
             "ping" => {
                 let frame = protocol::pong(chrono::Utc::now(), reference);
                 reply(connections, &id, &frame).await
+            }
+            "vk:join" | "vk:leave" => {
+                self.topic_action(connections, &id, &action, body, reference)
+                    .await
             }
             name => match self.actions.get(name) {
                 Some(def) => {

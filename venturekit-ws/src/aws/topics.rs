@@ -1,0 +1,256 @@
+//! Topic memberships in DynamoDB (`VK_WS_TOPICS_TABLE`).
+//!
+//! Partition key `topic` = `"{tenantId or -}#{topic name}"`, sort key `connectionId`;
+//! attributes `userId`, `meta` (map), `joinedAt` (ms), `ttl` (the connection's); GSI
+//! `connectionId-index` for cleanup. Publishing reads the base table with a paginated,
+//! strongly consistent Query, so a join followed at once by a publish reaches the new member;
+//! rows whose `ttl` has passed are treated as absent. Cleanup queries the GSI and deletes in
+//! batches of 25, retrying unprocessed items.
+
+use super::dynamo::{backend, from_attribute, n, s, to_attribute};
+use crate::store::StoreError;
+use crate::topics::{TopicMember, TopicStore};
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, AttributeValue, BillingMode, DeleteRequest, GlobalSecondaryIndex,
+    KeySchemaElement, KeyType, Projection, ProjectionType, ReturnValue, ScalarAttributeType,
+    TimeToLiveSpecification, WriteRequest,
+};
+use std::collections::HashMap;
+
+type Item = HashMap<String, AttributeValue>;
+
+/// The name of the topics table's cleanup index.
+pub const CONNECTION_INDEX: &str = "connectionId-index";
+
+/// Topic memberships in a DynamoDB table.
+#[derive(Debug, Clone)]
+pub struct DynamoTopics {
+    client: Client,
+    table: String,
+}
+
+impl DynamoTopics {
+    /// Memberships in `table`.
+    pub fn new(client: Client, table: impl Into<String>) -> Self {
+        DynamoTopics {
+            client,
+            table: table.into(),
+        }
+    }
+
+    async fn query(
+        &self,
+        index: Option<&str>,
+        key: &str,
+        value: &str,
+        consistent: bool,
+    ) -> Result<Vec<TopicMember>, StoreError> {
+        let mut found = Vec::new();
+        let mut start: Option<Item> = None;
+        loop {
+            let page = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .set_index_name(index.map(String::from))
+                .consistent_read(consistent)
+                .key_condition_expression("#k = :v")
+                .expression_attribute_names("#k", key)
+                .expression_attribute_values(":v", s(value))
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(backend("query topics"))?;
+            for item in page.items() {
+                if let Some(member) = from_item(item) {
+                    found.push(member);
+                }
+            }
+            match page.last_evaluated_key() {
+                Some(key) if !key.is_empty() => start = Some(key.clone()),
+                _ => return Ok(found),
+            }
+        }
+    }
+}
+
+fn to_item(m: &TopicMember) -> Item {
+    let mut item = Item::new();
+    item.insert("topic".into(), s(&m.topic));
+    item.insert("connectionId".into(), s(&m.connection_id));
+    item.insert("userId".into(), s(&m.user_id));
+    item.insert(
+        "meta".into(),
+        to_attribute(&serde_json::Value::Object(m.meta.clone())),
+    );
+    item.insert("joinedAt".into(), n(m.joined_at));
+    item.insert("ttl".into(), n(m.ttl));
+    item
+}
+
+fn from_item(item: &Item) -> Option<TopicMember> {
+    let text = |k: &str| item.get(k).and_then(|v| v.as_s().ok()).cloned();
+    let number = |k: &str| {
+        item.get(k)
+            .and_then(|v| v.as_n().ok())
+            .and_then(|v| v.parse().ok())
+    };
+    Some(TopicMember {
+        topic: text("topic")?,
+        connection_id: text("connectionId")?,
+        user_id: text("userId").unwrap_or_default(),
+        meta: match item.get("meta").map(from_attribute) {
+            Some(serde_json::Value::Object(map)) => map,
+            _ => serde_json::Map::new(),
+        },
+        joined_at: number("joinedAt").unwrap_or(0),
+        ttl: number("ttl").unwrap_or(0),
+    })
+}
+
+#[async_trait::async_trait]
+impl TopicStore for DynamoTopics {
+    async fn join(&self, member: &TopicMember) -> Result<(), StoreError> {
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(to_item(member)))
+            .send()
+            .await
+            .map_err(backend("join topic"))?;
+        Ok(())
+    }
+
+    async fn leave(
+        &self,
+        topic: &str,
+        connection_id: &str,
+    ) -> Result<Option<TopicMember>, StoreError> {
+        let output = self
+            .client
+            .delete_item()
+            .table_name(&self.table)
+            .key("topic", s(topic))
+            .key("connectionId", s(connection_id))
+            .return_values(ReturnValue::AllOld)
+            .send()
+            .await
+            .map_err(backend("leave topic"))?;
+        Ok(output.attributes().and_then(from_item))
+    }
+
+    async fn members(&self, topic: &str, now_secs: i64) -> Result<Vec<TopicMember>, StoreError> {
+        let mut members = self.query(None, "topic", topic, true).await?;
+        members.retain(|m| m.ttl > now_secs);
+        Ok(members)
+    }
+
+    async fn topics_of(&self, connection_id: &str) -> Result<Vec<TopicMember>, StoreError> {
+        self.query(Some(CONNECTION_INDEX), "connectionId", connection_id, false)
+            .await
+    }
+
+    async fn remove_connection(&self, connection_id: &str) -> Result<Vec<TopicMember>, StoreError> {
+        let memberships = self.topics_of(connection_id).await?;
+        for chunk in memberships.chunks(25) {
+            let mut requests: Vec<WriteRequest> = chunk
+                .iter()
+                .map(|m| {
+                    let key = HashMap::from([
+                        ("topic".to_owned(), s(&m.topic)),
+                        ("connectionId".to_owned(), s(&m.connection_id)),
+                    ]);
+                    DeleteRequest::builder()
+                        .set_key(Some(key))
+                        .build()
+                        .map(|d| WriteRequest::builder().delete_request(d).build())
+                        .map_err(backend("delete request"))
+                })
+                .collect::<Result<_, _>>()?;
+            // Unprocessed items (throttling) are retried a few times with a short backoff.
+            for attempt in 0..5u32 {
+                if requests.is_empty() {
+                    break;
+                }
+                let output = self
+                    .client
+                    .batch_write_item()
+                    .request_items(&self.table, requests)
+                    .send()
+                    .await
+                    .map_err(backend("leave topics"))?;
+                requests = output
+                    .unprocessed_items()
+                    .and_then(|u| u.get(&self.table))
+                    .cloned()
+                    .unwrap_or_default();
+                if !requests.is_empty() {
+                    tokio::time::sleep(std::time::Duration::from_millis(20 << attempt)).await;
+                }
+            }
+            if !requests.is_empty() {
+                return Err(StoreError::Backend(format!(
+                    "{} topic memberships could not be deleted",
+                    requests.len()
+                )));
+            }
+        }
+        Ok(memberships)
+    }
+}
+
+/// Creates the topics table (keys, `connectionId-index`, TTL on `ttl`, on demand): for
+/// development and tests; deployed tables come from the generated template.
+pub async fn create_topics_table(client: &Client, table: &str) -> Result<(), StoreError> {
+    let attr = |name: &str| {
+        AttributeDefinition::builder()
+            .attribute_name(name)
+            .attribute_type(ScalarAttributeType::S)
+            .build()
+            .map_err(backend("attribute definition"))
+    };
+    let key = |name: &str, kind: KeyType| {
+        KeySchemaElement::builder()
+            .attribute_name(name)
+            .key_type(kind)
+            .build()
+            .map_err(backend("key schema"))
+    };
+    let index = GlobalSecondaryIndex::builder()
+        .index_name(CONNECTION_INDEX)
+        .key_schema(key("connectionId", KeyType::Hash)?)
+        .projection(
+            Projection::builder()
+                .projection_type(ProjectionType::All)
+                .build(),
+        )
+        .build()
+        .map_err(backend("index"))?;
+    client
+        .create_table()
+        .table_name(table)
+        .billing_mode(BillingMode::PayPerRequest)
+        .attribute_definitions(attr("topic")?)
+        .attribute_definitions(attr("connectionId")?)
+        .key_schema(key("topic", KeyType::Hash)?)
+        .key_schema(key("connectionId", KeyType::Range)?)
+        .global_secondary_indexes(index)
+        .send()
+        .await
+        .map_err(backend("create topics table"))?;
+    client
+        .update_time_to_live()
+        .table_name(table)
+        .time_to_live_specification(
+            TimeToLiveSpecification::builder()
+                .attribute_name("ttl")
+                .enabled(true)
+                .build()
+                .map_err(backend("ttl specification"))?,
+        )
+        .send()
+        .await
+        .map_err(backend("enable TTL"))?;
+    Ok(())
+}
