@@ -526,3 +526,115 @@ async fn refs_roles_history_kick_and_left_notices_on_lambda() {
         [json!({"action": "left", "userId": "carol", "reason": "client"})]
     );
 }
+
+/// Rooms on Lambda with the DynamoDB topics table: presence, `say`, tenant isolation, a
+/// synthetic leave after a 410, and the sweeper's leaves.
+#[tokio::test]
+async fn rooms_with_presence_on_lambda_and_dynamodb() {
+    let client = dynamo_client();
+    let table = fresh_table(&client, "rooms").await;
+    history_table(&client, &table).await;
+    let store = DynamoStore::new(client.clone(), table.clone());
+    let runtime = RuntimeApi::start().await;
+    let mgmt = ManagementServer::start().await;
+    let _function = start(&runtime, &table, &mgmt);
+    for (id, user, tenant) in [
+        ("a1=", "alice", "acme"),
+        ("b1=", "bob", "acme"),
+        ("c1=", "carol", "acme"),
+        ("g1=", "gus", "globex"),
+    ] {
+        auth(&runtime, &mgmt, id, user, &[tenant]).await;
+        let r = id.trim_end_matches('=');
+        let join = json!({"action": "vk:join", "ref": r, "topic": "room:1", "meta": {"who": user}});
+        ok(&runtime, message(id, join)).await;
+        let posts = mgmt.posts_to(id);
+        assert!(
+            posts.contains(&json!({"action": "vk:join", "ref": r, "topic": "room:1", "ok": true})),
+            "{posts:?}"
+        );
+    }
+    // Gus, alone in globex's room:1, sees only himself.
+    let state = mgmt
+        .posts_to("g1=")
+        .into_iter()
+        .find(|f| f["action"] == "vk:presence_state")
+        .unwrap();
+    assert_eq!(
+        state["presences"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .collect::<Vec<_>>(),
+        ["gus"]
+    );
+    // Alice heard bob and carol join.
+    let joins: Vec<_> = mgmt
+        .posts_to("a1=")
+        .into_iter()
+        .filter(|f| f["action"] == "vk:presence_diff")
+        .map(|f| {
+            f["joins"]
+                .as_object()
+                .unwrap()
+                .keys()
+                .next()
+                .unwrap()
+                .clone()
+        })
+        .collect();
+    assert_eq!(joins, ["alice", "bob", "carol"]);
+
+    // say reaches the three acme members only.
+    ok(
+        &runtime,
+        message(
+            "a1=",
+            json!({"action": "say", "ref": 9, "room": "room:1", "data": "hi"}),
+        ),
+    )
+    .await;
+    assert_eq!(
+        mgmt.posts_to("a1=").pop().unwrap(),
+        json!({"action": "say", "ref": 9, "delivered": 3})
+    );
+    assert!(
+        !mgmt
+            .posts_to("g1=")
+            .iter()
+            .any(|f| f["action"] == "message")
+    );
+
+    // Bob's socket vanished: the next say gets 410 for him; his record and membership go,
+    // and the room hears a synthetic leave.
+    mgmt.gone("b1=");
+    ok(
+        &runtime,
+        message("a1=", json!({"action": "say", "room": "room:1", "data": 2})),
+    )
+    .await;
+    assert!(store.get("b1=").await.unwrap().is_none());
+    let to_carol = mgmt.posts_to("c1=");
+    assert!(
+        to_carol
+            .iter()
+            .any(|f| f["action"] == "vk:presence_diff" && f["leaves"].get("bob").is_some()),
+        "{to_carol:?}"
+    );
+    assert!(to_carol.contains(&json!({"action": "left", "userId": "bob", "reason": "gone"})));
+
+    // Alice's session expires; the scheduled sweep removes her and the room hears it.
+    let mut expired = store.get("a1=").await.unwrap().unwrap();
+    expired.ttl = now_secs() - 1;
+    store.save(&expired).await.unwrap();
+    let swept = runtime.invoke(scheduled()).await.unwrap();
+    assert_eq!(swept["expired"], 1, "{swept}");
+    let to_carol = mgmt.posts_to("c1=");
+    assert!(
+        to_carol
+            .iter()
+            .any(|f| f["action"] == "vk:presence_diff" && f["leaves"].get("alice").is_some()),
+        "{to_carol:?}"
+    );
+    assert!(to_carol.contains(&json!({"action": "left", "userId": "alice", "reason": "expired"})));
+}
