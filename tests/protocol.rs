@@ -1,4 +1,4 @@
-//! The wire protocol of DESIGN.md section 4, driven with real WebSocket clients against
+//! The wire protocol (docs/PROTOCOL.md), driven with real WebSocket clients against
 //! the local server on an ephemeral loopback port.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]

@@ -1,4 +1,4 @@
-//! Configuration from the environment (DESIGN.md section 6).
+//! Configuration from the environment (`VK_WS_*` variables).
 
 use crate::error::Error;
 use std::net::SocketAddr;

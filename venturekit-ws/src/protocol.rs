@@ -1,4 +1,4 @@
-//! The wire protocol: the exact JSON shapes of DESIGN.md section 4.
+//! The wire protocol: the exact JSON shapes of every frame the framework sends.
 //!
 //! Every frame the framework itself sends is built here, so the shapes live in one place.
 

@@ -1,5 +1,5 @@
 //! The generated deployment templates: committed, never stale, valid for `cfn-lint`, and
-//! shaped as DESIGN.md requires (routes, table, TTL, IAM scoping, throttling).
+//! shaped as the deploy guide describes (routes, tables, TTL, IAM scoping, throttling).
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -56,7 +56,7 @@ fn template_structure() {
     assert_eq!(api["ProtocolType"], "WEBSOCKET");
     assert_eq!(api["RouteSelectionExpression"], "$request.body.action");
 
-    // The table of DESIGN.md 5.1.
+    // The connections table (docs/PROTOCOL.md, "Connection state").
     let table = &t["Resources"]["ConnectionsTable"]["Properties"];
     assert_eq!(table["BillingMode"], "PAY_PER_REQUEST");
     assert_eq!(

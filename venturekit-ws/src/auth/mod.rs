@@ -1,4 +1,4 @@
-//! Token verification and the tenant rule (DESIGN.md section 4.1).
+//! Token verification and the tenant rule.
 //!
 //! The algorithm is pinned to the configured key type: an HS256 secret accepts only HS256,
 //! an RSA key only RS*/PS*, an EC key only ES*, an Ed25519 key only EdDSA. `alg: none`
@@ -341,7 +341,7 @@ pub(crate) fn token_failure(kind: &ErrorKind) -> AuthFailure {
     AuthFailure::new(ErrorCode::InvalidToken, message)
 }
 
-/// Applies the tenant rule of DESIGN.md 4.1.
+/// Applies the tenant rule.
 ///
 /// - a requested tenant must be listed in the token's tenant claim;
 /// - with no request and exactly one tenant in the claim, that tenant is joined;

@@ -1,4 +1,4 @@
-//! The DynamoDB connection store (table schema of DESIGN.md 5.1).
+//! The DynamoDB connection store (table schema: docs/PROTOCOL.md, "Connection state").
 //!
 //! - `authenticate` is a conditional update: the record must exist, be live and be
 //!   unauthenticated or the same user, so a removed or expired connection is never revived.
@@ -563,7 +563,7 @@ fn counter(attributes: Option<&Item>, name: &str) -> u32 {
     }
 }
 
-/// Creates the table of DESIGN.md 5.1 (on-demand, both GSIs, TTL on `ttl`): for local
+/// Creates the connections table (on-demand, both GSIs, TTL on `ttl`): for local
 /// development and tests. Production tables come from the deployment template.
 pub async fn create_table(client: &Client, table: &str) -> Result<(), StoreError> {
     let attr = |name: &str| {

@@ -1,7 +1,7 @@
 //! The AWS SAM template generated from one environment of `venturekit.toml`.
 //!
 //! One Lambda function serves `$connect`, `$disconnect` and `$default`; the DynamoDB table
-//! is exactly DESIGN.md 5.1; an EventBridge schedule runs the sweeper; IAM is scoped to this
+//! is the connections table of the protocol reference; an EventBridge schedule runs the sweeper; IAM is scoped to this
 //! table (and its indexes) and to this API's stage; the JWT configuration comes from
 //! parameters, never literals.
 

@@ -1,4 +1,4 @@
-//! The connection store: where connection records live (DESIGN.md section 5).
+//! The connection store: where connection records live.
 //!
 //! [`ConnectionStore`] is the storage half of the store API (save, authenticate, remove,
 //! get, by user, by tenant); [`crate::Messenger`] adds the messaging half on top.
