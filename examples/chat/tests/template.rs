@@ -147,6 +147,34 @@ fn template_structure() {
         json!({"Ref": "HistoryTable"})
     );
     let statements = function["Policies"][0]["Statement"].as_array().unwrap();
+    // Topics (the chat declares `room:*`): the table, its cleanup index, TTL and a grant.
+    let topics = &t["Resources"]["TopicsTable"]["Properties"];
+    assert_eq!(
+        topics["KeySchema"],
+        json!([{"AttributeName": "topic", "KeyType": "HASH"}, {"AttributeName": "connectionId", "KeyType": "RANGE"}])
+    );
+    assert_eq!(
+        topics["GlobalSecondaryIndexes"][0]["IndexName"],
+        "connectionId-index"
+    );
+    assert_eq!(topics["TimeToLiveSpecification"]["AttributeName"], "ttl");
+    assert_eq!(
+        function["Environment"]["Variables"]["VK_WS_TOPICS_TABLE"],
+        json!({"Ref": "TopicsTable"})
+    );
+    let topics_grant = statements
+        .iter()
+        .find(|s| s["Sid"] == "TopicsTable")
+        .unwrap();
+    assert_eq!(
+        topics_grant["Action"],
+        json!([
+            "dynamodb:PutItem",
+            "dynamodb:DeleteItem",
+            "dynamodb:Query",
+            "dynamodb:BatchWriteItem"
+        ])
+    );
     let grant = statements
         .iter()
         .find(|s| s["Sid"] == "HistoryTable")
