@@ -228,11 +228,8 @@ impl Config {
             config.max_connection = seconds("VK_WS_MAX_CONNECTION_SEC", &v, 1, 7200)?;
         }
         if let Some(v) = var("VK_WS_LISTEN") {
-            config.listen = v.trim().parse().map_err(|_| {
-                Error::Config(format!(
-                    "VK_WS_LISTEN must be an address like 127.0.0.1:3001, got `{v}`"
-                ))
-            })?;
+            config.listen =
+                parse_listen(&v).map_err(|e| Error::Config(format!("VK_WS_LISTEN: {e}")))?;
         }
         config.management_endpoint = var("VK_WS_MANAGEMENT_ENDPOINT");
         config.env = var("VK_WS_ENV");
@@ -293,6 +290,24 @@ impl Config {
         }
         names
     }
+}
+
+/// A listen address: `127.0.0.1:3001`, `[::1]:3001`, or a host name that resolves, like
+/// `localhost:3001` (its first address).
+pub fn parse_listen(text: &str) -> Result<SocketAddr, String> {
+    let text = text.trim();
+    if let Ok(addr) = text.parse() {
+        return Ok(addr);
+    }
+    let hint =
+        || format!("expected an address like 127.0.0.1:3001 or localhost:3001, got `{text}`");
+    if !text.contains(':') {
+        return Err(hint());
+    }
+    std::net::ToSocketAddrs::to_socket_addrs(text)
+        .ok()
+        .and_then(|mut addrs| addrs.next())
+        .ok_or_else(hint)
 }
 
 /// JWKS must come over HTTPS; plain HTTP only to loopback (tests, local stand-ins).

@@ -177,3 +177,86 @@ fn invalid_configuration_names_the_variable() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("VK_WS_AUTH_TIMEOUT_SEC"), "{stderr}");
 }
+
+/// Starts `chat serve` with `args` and `env`; returns the stderr lines up to the one that
+/// prints the WebSocket address (or all of them if the process exits first).
+fn serve_until_ready(args: &[&str], env: &[(&str, &str)]) -> (Option<Running>, Vec<String>) {
+    let mut cmd = chat();
+    cmd.arg("serve").args(args);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let ready = line.contains("ws://");
+            if tx.send(line).is_err() || ready {
+                break;
+            }
+        }
+    });
+    let mut lines = Vec::new();
+    while let Ok(line) = rx.recv_timeout(Duration::from_secs(30)) {
+        let ready = line.contains("ws://");
+        lines.push(line);
+        if ready {
+            return (Some(Running(child)), lines);
+        }
+    }
+    let _ = child.wait();
+    (None, lines)
+}
+
+#[test]
+fn localhost_is_a_listen_address() {
+    let (running, lines) = serve_until_ready(&["--listen", "localhost:0"], &[]);
+    assert!(running.is_some(), "{lines:?}");
+    assert!(
+        lines.iter().any(|l| l.contains("ws://127.0.0.1:")),
+        "{lines:?}"
+    );
+    let (running, lines) = serve_until_ready(&[], &[("VK_WS_LISTEN", "localhost:0")]);
+    assert!(running.is_some(), "{lines:?}");
+}
+
+#[test]
+fn an_address_in_use_says_what_to_do() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let (running, lines) = serve_until_ready(&["--listen", &addr], &[]);
+    assert!(running.is_none());
+    let text = lines.join("\n");
+    assert!(text.contains("already in use"), "{text}");
+    assert!(text.contains("--listen"), "{text}");
+}
+
+#[test]
+fn a_short_secret_gets_a_warning() {
+    let (running, lines) = serve_until_ready(
+        &["--listen", "127.0.0.1:0"],
+        &[("VK_WS_JWT_SECRET", "short"), ("RUST_LOG", "warn")],
+    );
+    assert!(running.is_some(), "{lines:?}");
+    assert!(
+        lines.iter().any(|l| l.contains("shorter than 32 bytes")),
+        "{lines:?}"
+    );
+}
+
+#[test]
+fn a_zero_token_lifetime_is_refused() {
+    let out = chat()
+        .args(["token", "--sub", "alice", "--ttl", "0"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("--ttl"), "{stderr}");
+    assert!(out.stdout.is_empty(), "no token is printed");
+}

@@ -339,6 +339,7 @@ fn missing_jwt_configuration_is_a_clear_startup_error() {
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("VK_WS_JWT_SECRET"), "{stderr}");
+    assert!(stderr.contains("VK_WS_JWKS_URL"), "{stderr}");
 }
 
 /// Runs `bin` as the function with `VK_WS_PANIC_PROBE=1`: a panicking action must be

@@ -23,8 +23,9 @@ struct Cli {
 enum Command {
     /// Run the local API Gateway emulator (the default).
     Serve {
-        /// Address to listen on (default: VK_WS_LISTEN or 127.0.0.1:3001).
-        #[arg(long)]
+        /// Address to listen on, e.g. 127.0.0.1:4000 or localhost:4000 (default:
+        /// VK_WS_LISTEN or 127.0.0.1:3001).
+        #[arg(long, value_parser = parse_listen)]
         listen: Option<SocketAddr>,
         /// Environment of venturekit.toml whose settings to apply (default: VK_WS_ENV or dev).
         #[arg(long)]
@@ -54,8 +55,8 @@ enum Command {
         /// The `email` claim.
         #[arg(long)]
         email: Option<String>,
-        /// Lifetime in seconds.
-        #[arg(long, default_value_t = 3600)]
+        /// Lifetime in seconds (at least 1).
+        #[arg(long, default_value_t = 3600, value_parser = clap::value_parser!(u64).range(1..))]
         ttl: u64,
         /// A role, in the roles claim (repeat for several).
         #[arg(long = "role")]
@@ -68,6 +69,10 @@ enum Command {
         #[arg(long = "claim", value_parser = parse_claim)]
         claims: Vec<(String, serde_json::Value)>,
     },
+}
+
+fn parse_listen(text: &str) -> Result<SocketAddr, String> {
+    crate::config::parse_listen(text)
 }
 
 fn parse_claim(text: &str) -> Result<(String, serde_json::Value), String> {

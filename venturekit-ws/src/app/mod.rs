@@ -280,6 +280,14 @@ impl App {
     }
 
     fn token_verifier(&self, mode: Mode) -> Result<TokenVerifier, Error> {
+        if let Some(JwtKey::Secret(secret)) = &self.config.jwt_key
+            && secret.len() < 32
+        {
+            tracing::warn!(
+                bytes = secret.len(),
+                "VK_WS_JWT_SECRET is shorter than 32 bytes: HS256 secrets should be at least 32 random bytes (e.g. `openssl rand -base64 48`)"
+            );
+        }
         if let Some(url) = &self.config.jwks_url {
             return Ok(TokenVerifier::Jwks(JwksVerifier::new(url, &self.config)?));
         }
@@ -297,7 +305,7 @@ impl App {
                 Ok(JwtKey::Secret(DEV_SECRET.as_bytes().to_vec()))
             }
             (None, Mode::Lambda) => Err(Error::Config(
-                "no JWT configuration: set VK_WS_JWT_SECRET (HS256) or VK_WS_JWT_PUBLIC_KEY (PEM)"
+                "no JWT configuration: set VK_WS_JWT_SECRET (HS256), VK_WS_JWT_PUBLIC_KEY (PEM) or VK_WS_JWKS_URL (Cognito, Auth0, any OIDC provider)"
                     .into(),
             )),
         }
@@ -352,7 +360,7 @@ impl App {
             && !self.config.allow_dev_secret
         {
             return Err(Error::Config(format!(
-                "refusing to listen on {addr} with the public dev secret: anyone could mint tokens. Set VK_WS_JWT_SECRET (or VK_WS_JWT_PUBLIC_KEY), or VK_WS_ALLOW_DEV_SECRET=1 if you really mean it"
+                "refusing to listen on {addr} with the public dev secret: anyone could mint tokens. Set VK_WS_JWT_SECRET, VK_WS_JWT_PUBLIC_KEY or VK_WS_JWKS_URL, or VK_WS_ALLOW_DEV_SECRET=1 if you really mean it"
             )));
         }
         let dispatcher = self.dispatcher(Mode::Local)?;

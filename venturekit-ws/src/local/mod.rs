@@ -209,7 +209,13 @@ impl LocalServer {
         let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| {
             crate::Error::Io(std::io::Error::new(
                 e.kind(),
-                format!("cannot listen on {addr}: {e}"),
+                if e.kind() == std::io::ErrorKind::AddrInUse {
+                    format!(
+                        "cannot listen on {addr}: the address is already in use (another server, perhaps an earlier `cargo run`, is listening there): stop it, or pick another port with --listen or VK_WS_LISTEN"
+                    )
+                } else {
+                    format!("cannot listen on {addr}: {e}")
+                },
             ))
         })?;
         let local = listener.local_addr()?;
