@@ -40,6 +40,31 @@ fn vk_fanout_reports_every_case() {
     }
 }
 
+#[test]
+fn vk_topics_reports_memory_and_dynamodb_cases() {
+    for args in [
+        vec!["--runs", "1", "20"],
+        vec!["--moto", "--runs", "1", "20"],
+    ] {
+        let stdout = run_ok(Command::new(env!("CARGO_BIN_EXE_vk-topics")).args(&args));
+        let row: Vec<&str> = stdout
+            .lines()
+            .map(str::trim)
+            .find(|l| l.starts_with("20 "))
+            .unwrap_or_else(|| panic!("no row for 20 members:\n{stdout}"))
+            .split_whitespace()
+            .collect();
+        let store = if args[0] == "--moto" {
+            "moto"
+        } else {
+            "memory"
+        };
+        assert_eq!(row[1], store, "{stdout}");
+        let median_ms: f64 = row[2].parse().unwrap();
+        assert!(median_ms > 0.0, "{stdout}");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn vk_loadtest_drives_the_chat_server() {
     let server = start_chat().await;

@@ -164,6 +164,14 @@ impl Messenger {
         }
     }
 
+    /// Publishes to, and cleans up, topic memberships kept in `store` (for code outside
+    /// WebSocket events: jobs, queue consumers, benchmarks).
+    pub fn with_topic_store(self, store: Arc<dyn crate::topics::TopicStore>) -> Self {
+        let topics =
+            crate::topics::Topics::new(store, Vec::new(), crate::topics::DEFAULT_MAX_TOPICS);
+        self.with_topics(Some(topics))
+    }
+
     /// Topic memberships to clean up when a record is removed.
     pub(crate) fn with_topics(mut self, topics: Option<crate::topics::Topics>) -> Self {
         self.topics = topics;
