@@ -7,7 +7,8 @@
 //! Clients join with `{"action":"vk:join","topic":"room:42","meta":{…}}` and leave with
 //! `{"action":"vk:leave","topic":"room:42"}` — deny by default: the app declares which
 //! patterns clients may join ([`TopicRule`]), each with an optional authorizer. Server code
-//! joins, leaves, publishes and lists members through [`crate::Ctx::topics`].
+//! joins, leaves, publishes and lists members through [`crate::Ctx::join_topic`],
+//! [`crate::Ctx::publish`], [`crate::Ctx::topic_members`] and [`crate::Messenger::publish_in`].
 //!
 //! Presence (opt-in per rule) groups members by user id with one meta per connection: a
 //! joiner receives `vk:presence_state`, every member `vk:presence_diff`; above
