@@ -566,45 +566,62 @@ fn counter(attributes: Option<&Item>, name: &str) -> u32 {
 /// Creates the connections table (on-demand, both GSIs, TTL on `ttl`): for local
 /// development and tests. Production tables come from the deployment template.
 pub async fn create_table(client: &Client, table: &str) -> Result<(), StoreError> {
-    let attr = |name: &str| {
-        AttributeDefinition::builder()
-            .attribute_name(name)
-            .attribute_type(ScalarAttributeType::S)
-            .build()
-            .map_err(backend("attribute definition"))
-    };
-    let key = |name: &str| {
-        KeySchemaElement::builder()
-            .attribute_name(name)
-            .key_type(KeyType::Hash)
-            .build()
-            .map_err(backend("key schema"))
-    };
     let index = |name: &str, key_name: &str| -> Result<GlobalSecondaryIndex, StoreError> {
-        GlobalSecondaryIndex::builder()
-            .index_name(name)
-            .key_schema(key(key_name)?)
-            .projection(
-                Projection::builder()
-                    .projection_type(ProjectionType::All)
-                    .build(),
-            )
-            .build()
-            .map_err(backend("index"))
+        all_projection_index(name, key_name)
     };
     client
         .create_table()
         .table_name(table)
         .billing_mode(BillingMode::PayPerRequest)
-        .attribute_definitions(attr("connectionId")?)
-        .attribute_definitions(attr("userId")?)
-        .attribute_definitions(attr("tenantId")?)
-        .key_schema(key("connectionId")?)
+        .attribute_definitions(string_attribute("connectionId")?)
+        .attribute_definitions(string_attribute("userId")?)
+        .attribute_definitions(string_attribute("tenantId")?)
+        .key_schema(key_element("connectionId", KeyType::Hash)?)
         .global_secondary_indexes(index(USER_INDEX, "userId")?)
         .global_secondary_indexes(index(TENANT_INDEX, "tenantId")?)
         .send()
         .await
         .map_err(backend("create table"))?;
+    enable_ttl(client, table).await
+}
+
+/// A string (S) attribute definition.
+pub(super) fn string_attribute(name: &str) -> Result<AttributeDefinition, StoreError> {
+    AttributeDefinition::builder()
+        .attribute_name(name)
+        .attribute_type(ScalarAttributeType::S)
+        .build()
+        .map_err(backend("attribute definition"))
+}
+
+/// A key schema element.
+pub(super) fn key_element(name: &str, kind: KeyType) -> Result<KeySchemaElement, StoreError> {
+    KeySchemaElement::builder()
+        .attribute_name(name)
+        .key_type(kind)
+        .build()
+        .map_err(backend("key schema"))
+}
+
+/// A GSI on `key_name` projecting every attribute.
+pub(super) fn all_projection_index(
+    name: &str,
+    key_name: &str,
+) -> Result<GlobalSecondaryIndex, StoreError> {
+    GlobalSecondaryIndex::builder()
+        .index_name(name)
+        .key_schema(key_element(key_name, KeyType::Hash)?)
+        .projection(
+            Projection::builder()
+                .projection_type(ProjectionType::All)
+                .build(),
+        )
+        .build()
+        .map_err(backend("index"))
+}
+
+/// Turns on TTL over the `ttl` attribute.
+pub(super) async fn enable_ttl(client: &Client, table: &str) -> Result<(), StoreError> {
     client
         .update_time_to_live()
         .table_name(table)

@@ -7,14 +7,15 @@
 //! rows whose `ttl` has passed are treated as absent. Cleanup queries the GSI and deletes in
 //! batches of 25, retrying unprocessed items.
 
-use super::dynamo::{backend, from_attribute, n, s, to_attribute};
+use super::dynamo::{
+    all_projection_index, backend, enable_ttl, from_attribute, key_element, n, s, string_attribute,
+    to_attribute,
+};
 use crate::store::StoreError;
 use crate::topics::{TopicMember, TopicStore};
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::types::{
-    AttributeDefinition, AttributeValue, BillingMode, DeleteRequest, GlobalSecondaryIndex,
-    KeySchemaElement, KeyType, Projection, ProjectionType, ReturnValue, ScalarAttributeType,
-    TimeToLiveSpecification, WriteRequest,
+    AttributeValue, BillingMode, DeleteRequest, KeyType, ReturnValue, WriteRequest,
 };
 use std::collections::HashMap;
 
@@ -203,54 +204,17 @@ impl TopicStore for DynamoTopics {
 /// Creates the topics table (keys, `connectionId-index`, TTL on `ttl`, on demand): for
 /// development and tests; deployed tables come from the generated template.
 pub async fn create_topics_table(client: &Client, table: &str) -> Result<(), StoreError> {
-    let attr = |name: &str| {
-        AttributeDefinition::builder()
-            .attribute_name(name)
-            .attribute_type(ScalarAttributeType::S)
-            .build()
-            .map_err(backend("attribute definition"))
-    };
-    let key = |name: &str, kind: KeyType| {
-        KeySchemaElement::builder()
-            .attribute_name(name)
-            .key_type(kind)
-            .build()
-            .map_err(backend("key schema"))
-    };
-    let index = GlobalSecondaryIndex::builder()
-        .index_name(CONNECTION_INDEX)
-        .key_schema(key("connectionId", KeyType::Hash)?)
-        .projection(
-            Projection::builder()
-                .projection_type(ProjectionType::All)
-                .build(),
-        )
-        .build()
-        .map_err(backend("index"))?;
     client
         .create_table()
         .table_name(table)
         .billing_mode(BillingMode::PayPerRequest)
-        .attribute_definitions(attr("topic")?)
-        .attribute_definitions(attr("connectionId")?)
-        .key_schema(key("topic", KeyType::Hash)?)
-        .key_schema(key("connectionId", KeyType::Range)?)
-        .global_secondary_indexes(index)
+        .attribute_definitions(string_attribute("topic")?)
+        .attribute_definitions(string_attribute("connectionId")?)
+        .key_schema(key_element("topic", KeyType::Hash)?)
+        .key_schema(key_element("connectionId", KeyType::Range)?)
+        .global_secondary_indexes(all_projection_index(CONNECTION_INDEX, "connectionId")?)
         .send()
         .await
         .map_err(backend("create topics table"))?;
-    client
-        .update_time_to_live()
-        .table_name(table)
-        .time_to_live_specification(
-            TimeToLiveSpecification::builder()
-                .attribute_name("ttl")
-                .enabled(true)
-                .build()
-                .map_err(backend("ttl specification"))?,
-        )
-        .send()
-        .await
-        .map_err(backend("enable TTL"))?;
-    Ok(())
+    enable_ttl(client, table).await
 }
