@@ -27,9 +27,16 @@
 //! ```
 //!
 //! The wire protocol, configuration and deployment are described in the README.
-//! Module map: [`event`] (API Gateway events), [`dispatch`] (routing and the auth guard),
-//! [`auth`] (JWT and the tenant rule), [`store`] (connection records), [`delivery`] and
-//! [`messaging`] (posting and fan-out), [`local`] (the emulator), [`protocol`] (frames).
+//! Module map: [`action`] (handlers, with or without the macro), [`ctx`] (one call, and its
+//! caller-scoped sends), [`state`] (app state), [`hooks`] (connect, auth, disconnect),
+//! [`topics`] (rooms and presence), [`event`] (API Gateway events), [`dispatch`] (routing,
+//! the auth guard, roles and scopes, the sweeper), [`auth`] (JWT and the tenant rule),
+//! [`claims`] (kept claims), [`store`] (connection records), [`delivery`] and [`messaging`]
+//! (posting and fan-out), [`local`] (the emulator), [`protocol`] (frames, `ref`), [`aws`]
+//! (DynamoDB and the management API), [`lambda`], [`deploy`] (`venturekit.toml`, templates).
+//!
+//! The protocol reference is `docs/PROTOCOL.md` in the repository; the README has a
+//! walkthrough of a second app (state, roles, hooks, `ref`, scoped sending, topics).
 
 pub mod action;
 pub mod app;
