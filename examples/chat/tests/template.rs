@@ -130,6 +130,14 @@ fn template_structure() {
         30
     );
 
+    // A stack without any JWT configuration is refused at deploy time.
+    let rule = &t["Rules"]["JwtConfigured"]["Assertions"][0];
+    assert_eq!(
+        rule["Assert"]["Fn::Or"].as_array().unwrap().len(),
+        3,
+        "{rule}"
+    );
+
     // The chat's own state: the history table, its name in the environment, TTL, and a
     // policy granting only what the app calls on it.
     let history = &t["Resources"]["HistoryTable"]["Properties"];

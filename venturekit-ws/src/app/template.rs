@@ -37,7 +37,9 @@ impl App {
     /// environment's settings (which must have WebSockets enabled).
     fn deploy_target(&self, env: &str) -> Result<(String, String, &EnvConfig), Error> {
         let deploy = self.deploy.as_ref().ok_or_else(|| {
-            Error::Config("no venturekit.toml registered: call App::deploy_config".into())
+            Error::Config(
+                "no venturekit.toml registered: create venturekit.toml beside Cargo.toml with an `[env.dev]` table (see the deploy guide), then register it in main with `.deploy_config(\"venturekit.toml\", include_str!(\"../venturekit.toml\"))?` on the App".into(),
+            )
         })?;
         let settings = deploy.env(env).map_err(|e| Error::Config(e.to_string()))?;
         if !settings.websocket.enabled {
