@@ -91,3 +91,16 @@ async fn disabled_websockets_and_unknown_envs_refuse_to_start() {
         "{err}"
     );
 }
+
+#[test]
+fn a_template_without_venturekit_toml_says_exactly_what_to_add() {
+    let err = venturekit_ws::App::new(venturekit_ws::Config::default())
+        .template("dev", "target/lambda/x86_64/app/")
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("venturekit.toml"), "{err}");
+    assert!(
+        err.contains(r#".deploy_config("venturekit.toml", include_str!("../venturekit.toml"))"#),
+        "{err}"
+    );
+}
