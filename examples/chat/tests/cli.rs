@@ -260,3 +260,71 @@ fn a_zero_token_lifetime_is_refused() {
     assert!(stderr.contains("--ttl"), "{stderr}");
     assert!(out.stdout.is_empty(), "no token is printed");
 }
+
+#[tokio::test]
+async fn the_dev_server_logs_connects_auths_messages_and_closes() {
+    let mut child = chat()
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .env(
+            "VK_WS_JWT_SECRET",
+            "a-long-enough-secret-for-the-log-test-0123456789",
+        )
+        .env("RUST_LOG", "info")
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let _guard = Running(child);
+    let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let (tx, rx) = std::sync::mpsc::channel();
+    let sink = lines.clone();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if let Some(at) = line.find("ws://") {
+                let _ = tx.send(line[at..].trim().to_owned());
+            }
+            sink.lock().unwrap().push(line);
+        }
+    });
+    let url = rx.recv_timeout(Duration::from_secs(30)).unwrap();
+    let (token, _) = mint(
+        Some("a-long-enough-secret-for-the-log-test-0123456789"),
+        &["--sub", "alice", "--tenant", "acme"],
+    );
+    let (mut ws, _) = tokio_tungstenite::connect_async(url.as_str())
+        .await
+        .unwrap();
+    for frame in [
+        serde_json::json!({"action": "auth", "token": token.trim()}),
+        serde_json::json!({"action": "broadcast", "data": 1}),
+        serde_json::json!({"action": "nope"}),
+    ] {
+        ws.send(Message::text(frame.to_string())).await.unwrap();
+        next_json(&mut ws).await;
+    }
+    ws.close(None).await.unwrap();
+    let wanted = [
+        "connected",
+        "authenticated",
+        "user=alice",
+        "action=broadcast outcome=ok",
+        "action=nope outcome=unknown_action",
+        "closed",
+    ];
+    for _ in 0..100 {
+        let text = lines.lock().unwrap().join("\n");
+        if wanted.iter().all(|w| text.contains(w)) {
+            assert!(
+                !text.contains(token.trim()),
+                "the token never reaches the log"
+            );
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!(
+        "missing log lines; got:\n{}",
+        lines.lock().unwrap().join("\n")
+    );
+}

@@ -363,7 +363,7 @@ impl App {
                 "refusing to listen on {addr} with the public dev secret: anyone could mint tokens. Set VK_WS_JWT_SECRET, VK_WS_JWT_PUBLIC_KEY or VK_WS_JWKS_URL, or VK_WS_ALLOW_DEV_SECRET=1 if you really mean it"
             )));
         }
-        let dispatcher = self.dispatcher(Mode::Local)?;
+        let dispatcher = self.dispatcher(Mode::Local)?.log_traffic(true);
         let mut config = self.config.clone();
         if let Some(env) = self.environment()? {
             if !env.websocket.enabled {

@@ -32,6 +32,15 @@ impl Dispatcher {
                     reference,
                 );
                 reply(connections, id, &frame).await;
+                if self.traffic_log {
+                    tracing::info!(
+                        target: "venturekit_ws::local",
+                        connection_id = id,
+                        user = %identity.user_id,
+                        tenant = record.tenant_id.as_deref().unwrap_or("-"),
+                        "authenticated"
+                    );
+                }
                 if let Some(hook) = &self.hooks.on_auth {
                     hook(record, HookCtx::new(connections.clone(), self.app.clone())).await;
                 }

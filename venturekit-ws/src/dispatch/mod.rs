@@ -50,6 +50,7 @@ pub struct Dispatcher {
     app: Arc<AppContext>,
     hooks: Hooks,
     topics: Option<Topics>,
+    traffic_log: bool,
 }
 
 /// Abuse limits applied before any routing.
@@ -170,6 +171,7 @@ impl Dispatcher {
             }),
             hooks: parts.hooks,
             topics: parts.topics,
+            traffic_log: false,
         })
     }
 
@@ -177,6 +179,14 @@ impl Dispatcher {
     /// user actions, not for these).
     pub(crate) fn with_builtin(mut self, def: ActionDef) -> Self {
         self.actions.insert(def.name(), def);
+        self
+    }
+
+    /// Logs one info line per message (action, outcome, milliseconds) under the target
+    /// `venturekit_ws::local`, and the frames at debug (tokens redacted): the local server's
+    /// dev log. Off on Lambda, where CloudWatch would bill every line.
+    pub fn log_traffic(mut self, on: bool) -> Self {
+        self.traffic_log = on;
         self
     }
 
@@ -281,6 +291,46 @@ impl Dispatcher {
 
     /// `$default`: one message from a client.
     pub async fn message(&self, connections: &Messenger, request: RequestInfo, body: &str) {
+        if !self.traffic_log {
+            return self.message_inner(connections, request, body).await;
+        }
+        // The local server logs one line per message: action, outcome, time. The outcome is
+        // read off the reply the framework sends (see `reply`).
+        let started = std::time::Instant::now();
+        let id = request.connection_id.clone();
+        let outcome = std::sync::Arc::new(std::sync::Mutex::new(None::<String>));
+        OUTCOME
+            .scope(
+                outcome.clone(),
+                self.message_inner(connections, request, body),
+            )
+            .await;
+        let outcome = outcome
+            .lock()
+            .map(|o| o.clone())
+            .unwrap_or_default()
+            .unwrap_or_else(|| "ok".into());
+        let action = envelope(body, &self.selection_field)
+            .ok()
+            .and_then(|e| e.action.ok())
+            .map(|a| protocol::clip(&a, 64).to_owned())
+            .unwrap_or_else(|| "-".into());
+        tracing::info!(
+            target: "venturekit_ws::local",
+            connection_id = %id,
+            action = %action,
+            outcome = %outcome,
+            ms = format_args!("{:.2}", started.elapsed().as_secs_f64() * 1000.0),
+            "message"
+        );
+        if action == "auth" {
+            tracing::debug!(target: "venturekit_ws::local", connection_id = %id, "frame: (auth message, token redacted)");
+        } else {
+            tracing::debug!(target: "venturekit_ws::local", connection_id = %id, frame = %protocol::clip(body, 2048), "frame");
+        }
+    }
+
+    async fn message_inner(&self, connections: &Messenger, request: RequestInfo, body: &str) {
         let id = request.connection_id.clone();
         if body.len() > MAX_MESSAGE_BYTES {
             let frame =
@@ -458,7 +508,29 @@ async fn close(connections: &Messenger, id: &str) {
     }
 }
 
+tokio::task_local! {
+    /// The outcome of the message being handled, for the local server's log line.
+    static OUTCOME: std::sync::Arc<std::sync::Mutex<Option<String>>>;
+}
+
+/// The error code a framework reply carries, if it is an error (`None`: a success).
+fn reply_outcome(frame: &str) -> Option<String> {
+    let failed = frame.starts_with(r#"{"action":"error""#)
+        || (frame.starts_with(r#"{"action":"auth""#) && frame.contains(r#""success":false"#));
+    if !failed {
+        return None;
+    }
+    let at = frame.find(r#""code":""#)? + r#""code":""#.len();
+    let code = &frame[at..];
+    Some(code[..code.find('"')?].to_owned())
+}
+
 async fn reply(connections: &Messenger, id: &str, frame: &str) {
+    let _ = OUTCOME.try_with(|outcome| {
+        if let (Ok(mut slot), Some(code)) = (outcome.lock(), reply_outcome(frame)) {
+            slot.get_or_insert(code);
+        }
+    });
     match connections.post_text(id, frame).await {
         Ok(()) | Err(DeliveryError::Gone) => {}
         Err(e) => tracing::warn!(connection_id = id, error = %e, "posting a reply failed"),

@@ -384,6 +384,12 @@ struct PeerInfo {
 
 async fn run_connection(shared: Arc<Shared>, socket: WebSocket, info: PeerInfo) {
     let id = info.id.clone();
+    tracing::info!(
+        target: "venturekit_ws::local",
+        connection_id = %id,
+        from = %info.source_ip,
+        "connected"
+    );
     let (mut sink, mut stream) = socket.split();
     let (tx, mut rx) = mpsc::unbounded_channel::<Outbound>();
     let last_active = Arc::new(std::sync::atomic::AtomicI64::new(info.connected_at));
@@ -516,6 +522,13 @@ async fn run_connection(shared: Arc<Shared>, socket: WebSocket, info: PeerInfo) 
         }
     };
     shared.registry.peers().remove(&id);
+    tracing::info!(
+        target: "venturekit_ws::local",
+        connection_id = %id,
+        code = status.map_or_else(|| "-".to_owned(), |c| c.to_string()),
+        by = if server_closed.is_some() { "server" } else { "client" },
+        "closed"
+    );
     drop(tx);
     let _ = tokio::time::timeout(CLOSE_GRACE, writer).await;
     let event = shared
