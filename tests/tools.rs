@@ -82,3 +82,41 @@ async fn vk_loadtest_drives_the_chat_server() {
     assert!(stdout.starts_with("25 connections: connect"), "{stdout}");
     assert!(stdout.contains("2 broadcasts"), "{stdout}");
 }
+
+#[test]
+fn vk_loadtest_publishes_to_a_topic_on_vk_topicserver() {
+    use std::io::{BufRead, BufReader};
+    let mut server = Command::new(env!("CARGO_BIN_EXE_vk-topicserver"))
+        .env("VK_WS_LISTEN", "127.0.0.1:0")
+        .env("VK_WS_JWT_SECRET", SECRET)
+        .env("RUST_LOG", "warn")
+        .stderr(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let stderr = server.stderr.take().unwrap();
+    let url = BufReader::new(stderr)
+        .lines()
+        .map_while(Result::ok)
+        .find_map(|l| l.find("ws://").map(|at| l[at..].trim().to_owned()))
+        .expect("vk-topicserver printed no ws:// address");
+    let pid = server.id().to_string();
+    let out = Command::new(env!("CARGO_BIN_EXE_vk-loadtest"))
+        .args([url.as_str(), pid.as_str(), "25", "2"])
+        .env("VK_WS_JWT_SECRET", SECRET)
+        .env("VK_LOADTEST_TOPIC", "bench:1")
+        .output()
+        .unwrap();
+    let _ = server.kill();
+    let _ = server.wait();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.starts_with("25 members of bench:1: publish"),
+        "{stdout}"
+    );
+}

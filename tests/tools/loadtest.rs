@@ -5,6 +5,11 @@
 //! `vk-loadtest <ws://127.0.0.1:PORT> <server pid> [connections] [broadcasts]` — see
 //! scripts/bench.sh. Broadcasts (default 5) are sent one after another, each timed until the
 //! last connection has it. Any server speaking the same protocol can be measured.
+//!
+//! With `VK_LOADTEST_TOPIC=bench:1` (against `vk-topicserver`), every connection first joins
+//! that topic (`vk:join`), and each timed round is a topic publish
+//! (`{"action":"publish","topic":…}`) instead of a broadcast; the server's CPU per publish is
+//! reported too.
 
 #![allow(
     clippy::unwrap_used,
@@ -16,6 +21,22 @@
 use futures_util::{SinkExt, StreamExt};
 use std::time::{Duration, Instant};
 use tokio_tungstenite::tungstenite::Message;
+
+/// A process's CPU time (user + system) in ms, from /proc (USER_HZ = 100).
+fn server_cpu_ms(pid: &str) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest.split_whitespace().collect())
+        .unwrap_or_default();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    (ticks(11) + ticks(12)) * 10.0
+}
 
 fn rss_kb(pid: &str) -> u64 {
     venturekit_ws_tests::proc_status_kb(pid, "VmRSS:")
@@ -89,17 +110,37 @@ async fn main() {
     });
     futures_util::future::join_all(replies).await;
     let auth_time = auth_started.elapsed();
+    let topic = std::env::var("VK_LOADTEST_TOPIC").ok();
+    if let Some(topic) = &topic {
+        let joins = sinks.iter_mut().map(|sink| async move {
+            let join = serde_json::json!({"action": "vk:join", "topic": topic});
+            sink.send(Message::text(join.to_string())).await.unwrap();
+        });
+        futures_util::future::join_all(joins).await;
+        let acks = streams.iter_mut().map(|s| async move {
+            let msg = tokio::time::timeout(Duration::from_secs(120), s.next())
+                .await
+                .unwrap()
+                .unwrap()
+                .unwrap();
+            assert!(msg.to_text().unwrap().contains("\"ok\":true"), "{msg}");
+        });
+        futures_util::future::join_all(acks).await;
+    }
     let rss_authed = rss_kb(&pid);
+    let cpu_before = server_cpu_ms(&pid);
 
     // Broadcasts to everyone, one at a time; each done when the last connection has it.
     let mut broadcast_times = Vec::with_capacity(rounds);
     for round in 0..rounds {
         let data = format!("load{round}");
         let broadcast_started = Instant::now();
+        let frame = match &topic {
+            Some(topic) => serde_json::json!({"action": "publish", "topic": topic, "data": data}),
+            None => serde_json::json!({"action": "broadcast", "data": data}),
+        };
         sinks[0]
-            .send(Message::text(
-                serde_json::json!({"action": "broadcast", "data": data}).to_string(),
-            ))
+            .send(Message::text(frame.to_string()))
             .await
             .unwrap();
         let expected = format!("\"data\":\"{data}\"");
@@ -117,8 +158,20 @@ async fn main() {
         futures_util::future::join_all(receipts).await;
         broadcast_times.push(broadcast_started.elapsed());
     }
+    let cpu_per_round = (server_cpu_ms(&pid) - cpu_before) / rounds as f64;
     broadcast_times.sort();
     let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    if let Some(topic) = &topic {
+        println!(
+            "{n} members of {topic}: publish delivered to all in {:.0} ms median ({:.0}-{:.0} ms, {rounds} publishes); server CPU {:.0} ms per publish; server RSS {} MB with everyone joined",
+            ms(broadcast_times[rounds / 2]),
+            ms(broadcast_times[0]),
+            ms(broadcast_times[rounds - 1]),
+            cpu_per_round,
+            rss_authed / 1024,
+        );
+        return;
+    }
 
     println!(
         "{n} connections: connect {:.2} s ({:.0}/s); auth all {:.2} s; broadcast to all delivered in {:.0} ms median ({:.0}-{:.0} ms, {rounds} broadcasts); server RSS {} MB -> {} MB ({:.1} KB per authenticated connection)",
