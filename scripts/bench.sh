@@ -46,3 +46,26 @@ for _ in $(seq 1 100); do
 done
 [ -n "$url" ] || { cat "$log" >&2; echo "the chat server did not start within 10 s" >&2; exit 1; }
 VK_WS_JWT_SECRET=bench-secret target/release/vk-loadtest "$url" "$server" "$connections"
+kill "$server" 2>/dev/null || true
+
+echo "== topic publish: memory and DynamoDB (moto) stores, through the management API client"
+target/release/vk-topics --runs 5 1000 "$connections"
+motopid=$(mktemp)
+VK_TEST_MOTO_ENDPOINT=$(scripts/moto.sh "$motopid") target/release/vk-topics --moto --runs 3 1000 "$connections"
+kill "$(cat "$motopid")" 2>/dev/null || true
+
+echo "== topic publish in the local server, over real sockets"
+for members in 1000 "$connections"; do
+  tlog=$(mktemp)
+  VK_WS_LISTEN=127.0.0.1:0 VK_WS_JWT_SECRET=bench-secret RUST_LOG=warn target/release/vk-topicserver >"$tlog" 2>&1 &
+  tserver=$!
+  turl=""
+  for _ in $(seq 1 100); do
+    turl=$(grep -oE 'ws://127\.0\.0\.1:[0-9]+' "$tlog" | head -1) && [ -n "$turl" ] && break
+    sleep 0.1
+  done
+  [ -n "$turl" ] || { cat "$tlog" >&2; echo "vk-topicserver did not start" >&2; exit 1; }
+  VK_WS_JWT_SECRET=bench-secret VK_LOADTEST_TOPIC=bench:1 target/release/vk-loadtest "$turl" "$tserver" "$members" 5
+  kill "$tserver" 2>/dev/null || true
+  rm -f "$tlog"
+done
