@@ -209,6 +209,26 @@ impl Ctx {
             .await?)
     }
 
+    /// Publishes `message` to topic `name` only if the caller is a member of it (one read of
+    /// the members decides and delivers): `None`, and nothing sent, otherwise.
+    pub async fn publish_as_member<T: Serialize + ?Sized>(
+        &self,
+        name: &str,
+        message: &T,
+    ) -> Result<Option<FanoutReport>, WsError> {
+        let caller = self.caller().await?;
+        Ok(self
+            .inner
+            .messenger
+            .publish_as_member(
+                caller.tenant_id.as_deref(),
+                name,
+                self.connection_id(),
+                message,
+            )
+            .await?)
+    }
+
     /// The members of topic `name` in the caller's tenant scope.
     pub async fn topic_members(
         &self,

@@ -196,8 +196,24 @@ impl Messenger {
         message: &T,
     ) -> Result<FanoutReport, MessagingError> {
         let now = crate::clock::now_secs();
+        let report = self
+            .topics()?
+            .publish(self, tenant, name, message, None, now);
+        Ok(report.await?.unwrap_or_default())
+    }
+
+    /// [`Messenger::publish_in`], but only if `member` is a member of the topic: `None`
+    /// (nothing sent) otherwise.
+    pub async fn publish_as_member<T: Serialize + ?Sized>(
+        &self,
+        tenant: Option<&str>,
+        name: &str,
+        member: &str,
+        message: &T,
+    ) -> Result<Option<FanoutReport>, MessagingError> {
+        let now = crate::clock::now_secs();
         self.topics()?
-            .publish(self, tenant, name, message, now)
+            .publish(self, tenant, name, message, Some(member), now)
             .await
     }
 
@@ -220,7 +236,6 @@ impl Messenger {
         name: &str,
         meta: serde_json::Map<String, serde_json::Value>,
     ) -> Result<(), WsError> {
-        use crate::topics::JoinError;
         let topics = self.topics()?;
         let record = self
             .store
@@ -228,19 +243,9 @@ impl Messenger {
             .await
             .map_err(WsError::internal)?
             .ok_or_else(|| WsError::bad_request("no such connection"))?;
-        let result = match topics.check_join(&record, name, &meta).await {
-            Ok(()) => {
-                topics
-                    .join(self, &record, name, meta, crate::clock::now_ms())
-                    .await
-            }
-            Err(e) => Err(e),
-        };
-        result.map_err(|e| match e {
-            JoinError::BadRequest(m) => WsError::bad_request(m),
-            JoinError::Forbidden(m) => WsError::forbidden(m),
-            JoinError::Store(e) => WsError::internal(e),
-        })
+        topics.check_join(&record, name, &meta).await?;
+        let now = crate::clock::now_ms();
+        Ok(topics.join(self, &record, name, meta, now).await?)
     }
 
     /// Removes `connection_id` from topic `name` in `tenant`'s scope; returns whether it
@@ -417,7 +422,9 @@ impl Messenger {
         Ok(self.fan_out(targets, scope, &text).await)
     }
 
-    /// Posts `text` to each of `ids` (topic members), removing gone ones.
+    /// Posts `text` to each of `ids`, `concurrency` at a time. Each post's future removes its
+    /// own gone record, so a burst of 410s (stale rows after a deploy) is cleaned up in
+    /// parallel instead of stalling the other posts.
     pub(crate) async fn fan_out_ids(&self, ids: Vec<String>, text: &str) -> FanoutReport {
         let posts = ids.into_iter().map(|id| async move {
             let result = self.delivery.post(&id, text).await;
@@ -441,32 +448,12 @@ impl Messenger {
     }
 
     async fn fan_out(&self, targets: Vec<Connection>, scope: &Scope, text: &str) -> FanoutReport {
-        // Each target's future removes its own gone record, so a burst of 410s (stale rows
-        // after a deploy) is cleaned up in parallel instead of stalling the other posts.
-        let posts = targets
+        let ids = targets
             .into_iter()
             .filter(|c| c.authenticated && scope.contains(c))
-            .map(|c| async move {
-                let result = self.delivery.post(&c.connection_id, text).await;
-                match &result {
-                    Err(DeliveryError::Gone) => self.remove_gone(&c.connection_id).await,
-                    Err(e) => {
-                        tracing::warn!(connection_id = %c.connection_id, error = %e, "delivery failed")
-                    }
-                    Ok(()) => {}
-                }
-                result
-            });
-        let mut results = futures_util::stream::iter(posts).buffer_unordered(self.concurrency);
-        let mut report = FanoutReport::default();
-        while let Some(result) = results.next().await {
-            match result {
-                Ok(()) => report.delivered += 1,
-                Err(DeliveryError::Gone) => report.gone += 1,
-                Err(_) => report.failed += 1,
-            }
-        }
-        report
+            .map(|c| c.connection_id)
+            .collect();
+        self.fan_out_ids(ids, text).await
     }
 
     async fn remove_gone(&self, connection_id: &str) {

@@ -154,14 +154,13 @@ pub async fn send(ctx: Ctx, msg: Send) -> Result<Delivered, WsError> {
 pub async fn say(ctx: Ctx, msg: Say) -> Result<Delivered, WsError> {
     let from = ctx.require_user()?;
     venturekit_ws::topics::check_name(&msg.room).map_err(WsError::bad_request)?;
-    if !ctx.in_topic(&msg.room).await? {
+    let out = json!({"action": "message", "from": from, "room": msg.room, "data": msg.data});
+    let Some(report) = ctx.publish_as_member(&msg.room, &out).await? else {
         return Err(WsError::forbidden(format!(
             "join `{}` first: {{\"action\":\"vk:join\",\"topic\":\"{}\"}}",
             msg.room, msg.room
         )));
-    }
-    let out = json!({"action": "message", "from": from, "room": msg.room, "data": msg.data});
-    let report = ctx.publish(&msg.room, &out).await?;
+    };
     Ok(Delivered {
         action: "say",
         delivered: report.delivered,

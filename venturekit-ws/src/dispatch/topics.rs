@@ -1,10 +1,10 @@
 //! The built-in `vk:join` and `vk:leave`: client-side topic membership, deny by default.
 
 use super::{Dispatcher, close, reply};
+use crate::WsError;
 use crate::clock::{now_ms, now_secs};
 use crate::messaging::Messenger;
 use crate::protocol::{self, ErrorCode, Ref};
-use crate::topics::JoinError;
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
@@ -78,30 +78,19 @@ impl Dispatcher {
         }
         // The ack first, then the presence frames the join triggers.
         let meta = message.meta.unwrap_or_default();
-        if let Err(why) = topics.check_join(&record, &name, &meta).await {
-            return self.join_refused(messenger, id, why, &error).await;
-        }
-        reply(messenger, id, &ok("vk:join")).await;
-        if let Err(why) = topics.join(messenger, &record, &name, meta, now_ms()).await {
-            self.join_refused(messenger, id, why, &error).await
-        }
-    }
-
-    async fn join_refused(
-        &self,
-        messenger: &Messenger,
-        id: &str,
-        why: JoinError,
-        error: &impl Fn(ErrorCode, &str) -> String,
-    ) {
-        let frame = match why {
-            JoinError::BadRequest(m) => error(ErrorCode::BadRequest, &m),
-            JoinError::Forbidden(m) => error(ErrorCode::Forbidden, &m),
-            JoinError::Store(e) => {
-                tracing::error!(connection_id = id, error = %e, "vk:join failed");
-                error(ErrorCode::Internal, crate::error::INTERNAL_MESSAGE)
+        let joined = match topics.check_join(&record, &name, &meta).await {
+            Ok(()) => {
+                reply(messenger, id, &ok("vk:join")).await;
+                topics.join(messenger, &record, &name, meta, now_ms()).await
             }
+            Err(why) => Err(why),
         };
-        reply(messenger, id, &frame).await
+        if let Err(why) = joined {
+            let why = WsError::from(why);
+            if why.code() == ErrorCode::Internal {
+                tracing::error!(connection_id = id, error = %why, "vk:join failed");
+            }
+            reply(messenger, id, &error(why.code(), why.message())).await
+        }
     }
 }

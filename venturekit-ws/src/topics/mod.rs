@@ -202,6 +202,16 @@ pub(crate) enum JoinError {
     Store(StoreError),
 }
 
+impl From<JoinError> for crate::WsError {
+    fn from(e: JoinError) -> Self {
+        match e {
+            JoinError::BadRequest(m) => crate::WsError::bad_request(m),
+            JoinError::Forbidden(m) => crate::WsError::forbidden(m),
+            JoinError::Store(e) => crate::WsError::internal(e),
+        }
+    }
+}
+
 impl Topics {
     pub(crate) fn new(store: Arc<dyn TopicStore>, rules: Vec<TopicRule>, max: usize) -> Self {
         Topics {
@@ -385,20 +395,28 @@ impl Topics {
         }
     }
 
-    /// Publishes `message` to every live member of `name` in `tenant`'s scope.
+    /// Publishes `message` to every live member of `name` in `tenant`'s scope. With
+    /// `member`, only if that connection is one of them (`None` otherwise): the same read of
+    /// the members decides and delivers.
     pub(crate) async fn publish<T: Serialize + ?Sized>(
         &self,
         messenger: &Messenger,
         tenant: Option<&str>,
         name: &str,
         message: &T,
+        member: Option<&str>,
         now_secs: i64,
-    ) -> Result<FanoutReport, MessagingError> {
+    ) -> Result<Option<FanoutReport>, MessagingError> {
         let text = encode(message)?;
         let key = topic_key(tenant, name);
         let members = self.store.members(&key, now_secs).await?;
+        if let Some(id) = member
+            && !members.iter().any(|m| m.connection_id == id)
+        {
+            return Ok(None);
+        }
         let ids = members.into_iter().map(|m| m.connection_id).collect();
-        Ok(messenger.fan_out_ids(ids, &text).await)
+        Ok(Some(messenger.fan_out_ids(ids, &text).await))
     }
 }
 
