@@ -42,18 +42,6 @@ impl Ref {
         }
     }
 
-    /// Checks a `ref` value; the error is client-facing.
-    pub fn parse(value: &serde_json::Value) -> Result<Ref, String> {
-        match value {
-            serde_json::Value::String(s) => Ref::text(s),
-            serde_json::Value::Number(n) => match n.as_u64() {
-                Some(n) => Ref::number(n),
-                None => Err(REF_RULE.to_owned()),
-            },
-            _ => Err(REF_RULE.to_owned()),
-        }
-    }
-
     /// The `ref` as JSON text (`"7"` or `8`).
     pub fn as_json(&self) -> String {
         match self {
@@ -395,7 +383,10 @@ mod tests {
     use serde_json::json;
 
     fn r(v: serde_json::Value) -> Ref {
-        Ref::parse(&v).unwrap()
+        match v {
+            serde_json::Value::String(s) => Ref::text(&s).unwrap(),
+            other => Ref::number(other.as_u64().unwrap()).unwrap(),
+        }
     }
 
     #[test]

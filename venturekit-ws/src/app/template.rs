@@ -9,15 +9,7 @@ impl App {
     /// The SAM template of environment `env`, with `code_uri` pointing at the
     /// `cargo lambda build` output.
     pub fn template(&self, env: &str, code_uri: &str) -> Result<String, Error> {
-        let (app, binary, settings) = self.deploy_target(env)?;
-        Ok(crate::deploy::template(
-            &app,
-            &binary,
-            settings,
-            code_uri,
-            &self.app_tables,
-            !self.topic_rules.is_empty(),
-        ))
+        Ok(crate::deploy::to_text(&self.template_value(env, code_uri)?))
     }
 
     /// The template of environment `env` as a JSON value (for inspection and tests).

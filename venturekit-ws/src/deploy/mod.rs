@@ -91,7 +91,7 @@ impl AppTable {
 }
 
 #[cfg(feature = "deploy")]
-pub use template::{template, template_value};
+pub use template::{template_value, to_text};
 
 use serde::Deserialize;
 use std::collections::BTreeMap;

@@ -32,25 +32,18 @@ fn route(key: &str) -> Value {
     })
 }
 
-/// The SAM template (JSON, pretty-printed) for `env`. `app` prefixes resource names,
-/// `binary` is the cargo binary, `code_uri` the `cargo lambda build` output directory
-/// relative to where the template will be.
-pub fn template(
-    app: &str,
-    binary: &str,
-    env: &EnvConfig,
-    code_uri: &str,
-    tables: &[AppTable],
-    topics: bool,
-) -> String {
-    let value = template_value(app, binary, env, code_uri, tables, topics);
+/// A template as the text written to disk: pretty-printed JSON and a final newline.
+pub fn to_text(template: &Value) -> String {
     // Serializing a JSON value cannot fail.
-    let mut text = serde_json::to_string_pretty(&value).unwrap_or_default();
+    let mut text = serde_json::to_string_pretty(template).unwrap_or_default();
     text.push('\n');
     text
 }
 
-/// The template as a JSON value (CloudFormation's JSON form).
+/// The SAM template of `env` (CloudFormation's JSON form). `app` prefixes resource names,
+/// `binary` is the cargo binary, `code_uri` the `cargo lambda build` output directory relative
+/// to where the template will be; `tables` are the app's own tables, and `topics` adds the
+/// topics table.
 pub fn template_value(
     app: &str,
     binary: &str,

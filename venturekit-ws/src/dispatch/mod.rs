@@ -298,23 +298,16 @@ impl Dispatcher {
         // read off the reply the framework sends (see `reply`).
         let started = std::time::Instant::now();
         let id = request.connection_id.clone();
-        let outcome = std::sync::Arc::new(std::sync::Mutex::new(None::<String>));
-        OUTCOME
+        let traffic = std::sync::Arc::new(std::sync::Mutex::new(Traffic::default()));
+        TRAFFIC
             .scope(
-                outcome.clone(),
+                traffic.clone(),
                 self.message_inner(connections, request, body),
             )
             .await;
-        let outcome = outcome
-            .lock()
-            .map(|o| o.clone())
-            .unwrap_or_default()
-            .unwrap_or_else(|| "ok".into());
-        let action = envelope(body, &self.selection_field)
-            .ok()
-            .and_then(|e| e.action.ok())
-            .map(|a| protocol::clip(&a, 64).to_owned())
-            .unwrap_or_else(|| "-".into());
+        let Traffic { action, outcome } = traffic.lock().map(|t| t.clone()).unwrap_or_default();
+        let action = action.unwrap_or_else(|| "-".into());
+        let outcome = outcome.unwrap_or_else(|| "ok".into());
         tracing::info!(
             target: "venturekit_ws::local",
             connection_id = %id,
@@ -338,6 +331,13 @@ impl Dispatcher {
             return reply(connections, &id, &frame).await;
         }
         let parsed = envelope(body, &self.selection_field);
+        if let Ok(Ok(action)) = parsed.as_ref().map(|e| e.action.as_ref()) {
+            let _ = TRAFFIC.try_with(|t| {
+                if let Ok(mut t) = t.lock() {
+                    t.action = Some(protocol::clip(action, 64).to_owned());
+                }
+            });
+        }
         // What the early refusals can name: the action and a well-formed `ref`.
         let (requested, reference) = match &parsed {
             Ok(env) => (
@@ -508,9 +508,16 @@ async fn close(connections: &Messenger, id: &str) {
     }
 }
 
+/// What the local server's log line says about the message being handled.
+#[derive(Debug, Clone, Default)]
+struct Traffic {
+    action: Option<String>,
+    /// The error code of the framework's reply, if it was an error.
+    outcome: Option<String>,
+}
+
 tokio::task_local! {
-    /// The outcome of the message being handled, for the local server's log line.
-    static OUTCOME: std::sync::Arc<std::sync::Mutex<Option<String>>>;
+    static TRAFFIC: std::sync::Arc<std::sync::Mutex<Traffic>>;
 }
 
 /// The error code a framework reply carries, if it is an error (`None`: a success).
@@ -526,9 +533,9 @@ fn reply_outcome(frame: &str) -> Option<String> {
 }
 
 async fn reply(connections: &Messenger, id: &str, frame: &str) {
-    let _ = OUTCOME.try_with(|outcome| {
-        if let (Ok(mut slot), Some(code)) = (outcome.lock(), reply_outcome(frame)) {
-            slot.get_or_insert(code);
+    let _ = TRAFFIC.try_with(|traffic| {
+        if let (Ok(mut traffic), Some(code)) = (traffic.lock(), reply_outcome(frame)) {
+            traffic.outcome.get_or_insert(code);
         }
     });
     match connections.post_text(id, frame).await {
