@@ -6,75 +6,52 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use serde_json::json;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
-use venturekit_ws::aws::{DynamoStore, ManagementApi, RetryPolicy};
+use venturekit_ws::aws::{ManagementApi, RetryPolicy};
 use venturekit_ws::clock::now_secs;
 use venturekit_ws::{
-    Config, Connection, ConnectionStore, Delivery, DeliveryError, Identity, MessagingError,
-    Messenger, Mode, Scope,
+    Config, Connection, ConnectionStore, Delivery, DeliveryError, Identity, MessagingError, Mode,
+    Scope,
 };
 use venturekit_ws_tests::aws::*;
 use venturekit_ws_tests::{chat_app, config};
 
-struct Rig {
-    store: Arc<DynamoStore>,
-    server: ManagementServer,
-    api: ManagementApi,
-}
-
 async fn rig(label: &str) -> Rig {
-    let client = dynamo_client();
-    let table = fresh_table(&client, label).await;
-    let server = ManagementServer::start().await;
-    let config = {
-        let mut c = Config::default();
-        c.management_endpoint = Some(server.endpoint("prod"));
-        c.delivery_timeout = Duration::from_millis(500);
-        c
-    };
-    let api = ManagementApi::new(&sdk_config(), &config).with_policy(RetryPolicy {
-        attempts: 4,
-        base_delay: Duration::from_millis(10),
-        timeout: Duration::from_millis(500),
-    });
-    Rig {
-        store: Arc::new(DynamoStore::new(client, table)),
-        server,
-        api,
-    }
+    venturekit_ws_tests::aws::rig(
+        label,
+        RetryPolicy {
+            attempts: 4,
+            base_delay: Duration::from_millis(10),
+            timeout: Duration::from_millis(500),
+        },
+    )
+    .await
 }
 
-impl Rig {
-    fn connections(&self) -> Messenger {
-        let endpoint = self.api.configured_endpoint().unwrap();
-        Messenger::new(self.store.clone(), self.api.delivery(&endpoint))
-    }
-
-    async fn user(&self, id: &str, user: &str, tenant: Option<&str>) {
-        let now = now_secs();
-        self.store
-            .save(&Connection::unauthenticated(id, 1, now + 30))
-            .await
-            .unwrap();
-        let identity = Identity {
-            user_id: user.into(),
-            tenant_id: tenant.map(String::from),
-            email: None,
-            claims: Default::default(),
-        };
-        self.store
-            .authenticate(id, &identity, now + 600)
-            .await
-            .unwrap();
-    }
+/// Saves an authenticated record for `user` in `tenant`.
+async fn user(rig: &Rig, id: &str, user: &str, tenant: Option<&str>) {
+    let now = now_secs();
+    rig.store
+        .save(&Connection::unauthenticated(id, 1, now + 30))
+        .await
+        .unwrap();
+    let identity = Identity {
+        user_id: user.into(),
+        tenant_id: tenant.map(String::from),
+        email: None,
+        claims: Default::default(),
+    };
+    rig.store
+        .authenticate(id, &identity, now + 600)
+        .await
+        .unwrap();
 }
 
 #[tokio::test]
 async fn posts_go_to_the_stage_path_with_encoded_ids() {
     let rig = rig("post").await;
-    rig.user("a+b/c=", "alice", None).await;
-    rig.connections()
+    user(&rig, "a+b/c=", "alice", None).await;
+    rig.messenger()
         .post_to_connection("a+b/c=", &json!({"action": "hi"}))
         .await
         .unwrap();
@@ -90,16 +67,16 @@ async fn posts_go_to_the_stage_path_with_encoded_ids() {
 #[tokio::test]
 async fn fan_out_reports_and_removes_only_the_gone_connection() {
     let rig = rig("fanout").await;
-    rig.user("phone=", "bob", Some("acme")).await;
-    rig.user("laptop=", "bob", Some("acme")).await;
-    rig.user("stale=", "bob", Some("acme")).await;
-    rig.user("other=", "bob", Some("globex")).await;
-    rig.user("carol=", "carol", Some("acme")).await;
+    user(&rig, "phone=", "bob", Some("acme")).await;
+    user(&rig, "laptop=", "bob", Some("acme")).await;
+    user(&rig, "stale=", "bob", Some("acme")).await;
+    user(&rig, "other=", "bob", Some("globex")).await;
+    user(&rig, "carol=", "carol", Some("acme")).await;
     rig.server.gone("stale=");
 
     let msg = json!({"action": "message", "from": "alice", "data": 1});
     let report = rig
-        .connections()
+        .messenger()
         .send_to_user_in("bob", &Scope::Tenant("acme".into()), &msg)
         .await
         .unwrap();
@@ -115,25 +92,21 @@ async fn fan_out_reports_and_removes_only_the_gone_connection() {
     }
 
     // Tenant fan-out through the GSI, and a broadcast scan.
-    let report = rig
-        .connections()
-        .send_to_tenant("acme", &msg)
-        .await
-        .unwrap();
+    let report = rig.messenger().send_to_tenant("acme", &msg).await.unwrap();
     assert_eq!(report.delivered, 3);
-    let report = rig.connections().broadcast(&msg).await.unwrap();
+    let report = rig.messenger().broadcast(&msg).await.unwrap();
     assert_eq!(report.delivered, 4);
 }
 
 #[tokio::test]
 async fn throttling_is_retried_with_backoff() {
     let rig = rig("throttle").await;
-    rig.user("busy=", "bob", None).await;
-    rig.user("swamped=", "bob", None).await;
+    user(&rig, "busy=", "bob", None).await;
+    user(&rig, "swamped=", "bob", None).await;
     rig.server.throttle("busy=", 2);
     rig.server.throttle("swamped=", 100);
     let report = rig
-        .connections()
+        .messenger()
         .send_to_user("bob", &json!({"n": 1}))
         .await
         .unwrap();
@@ -155,12 +128,12 @@ async fn throttling_is_retried_with_backoff() {
 #[tokio::test]
 async fn a_hung_endpoint_times_out_without_blocking_the_others() {
     let rig = rig("timeout").await;
-    rig.user("hung=", "bob", None).await;
-    rig.user("fine=", "bob", None).await;
+    user(&rig, "hung=", "bob", None).await;
+    user(&rig, "fine=", "bob", None).await;
     rig.server.stall("hung=");
     let started = Instant::now();
     let report = rig
-        .connections()
+        .messenger()
         .send_to_user("bob", &json!({"n": 1}))
         .await
         .unwrap();
@@ -185,12 +158,12 @@ async fn a_hung_endpoint_times_out_without_blocking_the_others() {
 #[tokio::test]
 async fn payloads_over_128_kb_are_refused_before_any_call() {
     let rig = rig("size").await;
-    rig.user("a=", "alice", None).await;
+    user(&rig, "a=", "alice", None).await;
     let big = json!({"data": "x".repeat(128 * 1024)});
-    let err = rig.connections().broadcast(&big).await.unwrap_err();
+    let err = rig.messenger().broadcast(&big).await.unwrap_err();
     assert!(matches!(err, MessagingError::PayloadTooLarge(_)), "{err}");
     let err = rig
-        .connections()
+        .messenger()
         .post_to_connection("a=", &big)
         .await
         .unwrap_err();
@@ -201,8 +174,8 @@ async fn payloads_over_128_kb_are_refused_before_any_call() {
 #[tokio::test]
 async fn close_deletes_the_connection_and_the_record() {
     let rig = rig("close").await;
-    rig.user("a=", "alice", None).await;
-    rig.connections().close("a=").await.unwrap();
+    user(&rig, "a=", "alice", None).await;
+    rig.messenger().close("a=").await.unwrap();
     let calls = rig.server.calls_for("a=");
     assert_eq!(calls.len(), 1);
     assert_eq!(calls[0].method, "DELETE");

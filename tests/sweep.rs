@@ -13,103 +13,79 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use venturekit_ws::auth::Identity;
-use venturekit_ws::aws::{DynamoStore, ManagementApi, RetryPolicy};
+use venturekit_ws::aws::RetryPolicy;
 use venturekit_ws::clock::now_secs;
 use venturekit_ws::dispatch::SweepOptions;
 use venturekit_ws::store::ExpiredPage;
-use venturekit_ws::{App, Config, Connection, ConnectionStore, Mode};
+use venturekit_ws::{App, Connection, ConnectionStore, Mode};
 use venturekit_ws_tests::aws::*;
 use venturekit_ws_tests::{Interpose, Interposed, chat_app, config};
 
-struct Rig {
-    client: aws_sdk_dynamodb::Client,
-    store: Arc<DynamoStore>,
-    server: ManagementServer,
-    api: ManagementApi,
-}
-
 async fn rig(label: &str) -> Rig {
-    let client = dynamo_client();
-    let table = fresh_table(&client, label).await;
-    let server = ManagementServer::start().await;
-    let config = {
-        let mut c = Config::default();
-        c.management_endpoint = Some(server.endpoint("prod"));
-        c
-    };
-    let api = ManagementApi::new(&sdk_config(), &config).with_policy(RetryPolicy {
-        attempts: 2,
-        base_delay: Duration::from_millis(10),
-        timeout: Duration::from_millis(300),
-    });
-    Rig {
-        store: Arc::new(DynamoStore::new(client.clone(), table)),
-        client,
-        server,
-        api,
-    }
+    venturekit_ws_tests::aws::rig(
+        label,
+        RetryPolicy {
+            attempts: 2,
+            base_delay: Duration::from_millis(10),
+            timeout: Duration::from_millis(300),
+        },
+    )
+    .await
 }
 
-impl Rig {
-    fn app(&self, store: Arc<dyn ConnectionStore>) -> App {
-        let mut config = config();
-        config.fanout_concurrency = 32;
-        chat_app(config).store(store)
-    }
+fn app(store: Arc<dyn ConnectionStore>) -> App {
+    let mut config = config();
+    config.fanout_concurrency = 32;
+    chat_app(config).store(store)
+}
 
-    /// Writes `n` expired, unauthenticated records in batches of 25.
-    async fn expired_records(&self, n: usize) {
-        let ttl = now_secs() - 5;
-        let rows: Vec<Connection> = (0..n)
-            .map(|i| Connection::unauthenticated(format!("silent{i:05}="), 1, ttl))
-            .collect();
-        for chunk in rows.chunks(25) {
-            let requests = chunk
-                .iter()
-                .map(|c| {
-                    let item = [
-                        (
-                            "connectionId",
-                            aws_sdk_dynamodb::types::AttributeValue::S(c.connection_id.clone()),
-                        ),
-                        (
-                            "authenticated",
-                            aws_sdk_dynamodb::types::AttributeValue::Bool(false),
-                        ),
-                        (
-                            "connectedAt",
-                            aws_sdk_dynamodb::types::AttributeValue::N("1".into()),
-                        ),
-                        (
-                            "ttl",
-                            aws_sdk_dynamodb::types::AttributeValue::N(ttl.to_string()),
-                        ),
-                    ]
-                    .into_iter()
-                    .map(|(k, v)| (k.to_owned(), v))
-                    .collect();
-                    WriteRequest::builder()
-                        .put_request(PutRequest::builder().set_item(Some(item)).build().unwrap())
-                        .build()
-                })
+/// Writes `n` expired, unauthenticated records in batches of 25.
+async fn expired_records(rig: &Rig, n: usize) {
+    let ttl = now_secs() - 5;
+    let rows: Vec<Connection> = (0..n)
+        .map(|i| Connection::unauthenticated(format!("silent{i:05}="), 1, ttl))
+        .collect();
+    for chunk in rows.chunks(25) {
+        let requests = chunk
+            .iter()
+            .map(|c| {
+                let item = [
+                    (
+                        "connectionId",
+                        aws_sdk_dynamodb::types::AttributeValue::S(c.connection_id.clone()),
+                    ),
+                    (
+                        "authenticated",
+                        aws_sdk_dynamodb::types::AttributeValue::Bool(false),
+                    ),
+                    (
+                        "connectedAt",
+                        aws_sdk_dynamodb::types::AttributeValue::N("1".into()),
+                    ),
+                    (
+                        "ttl",
+                        aws_sdk_dynamodb::types::AttributeValue::N(ttl.to_string()),
+                    ),
+                ]
+                .into_iter()
+                .map(|(k, v)| (k.to_owned(), v))
                 .collect();
-            let out = self
-                .client
-                .batch_write_item()
-                .request_items(self.store.table(), requests)
-                .send()
-                .await
-                .unwrap();
-            assert!(
-                out.unprocessed_items().is_none_or(|u| u.is_empty()),
-                "moto left items unprocessed"
-            );
-        }
-    }
-
-    fn connections(&self, dispatcher: &venturekit_ws::Dispatcher) -> venturekit_ws::Messenger {
-        let endpoint = self.api.configured_endpoint().unwrap();
-        dispatcher.messenger(self.api.delivery(&endpoint))
+                WriteRequest::builder()
+                    .put_request(PutRequest::builder().set_item(Some(item)).build().unwrap())
+                    .build()
+            })
+            .collect();
+        let out = rig
+            .client
+            .batch_write_item()
+            .request_items(rig.store.table(), requests)
+            .send()
+            .await
+            .unwrap();
+        assert!(
+            out.unprocessed_items().is_none_or(|u| u.is_empty()),
+            "moto left items unprocessed"
+        );
     }
 }
 
@@ -117,9 +93,9 @@ impl Rig {
 async fn five_thousand_silent_connections_are_closed_within_two_sweeps() {
     const N: usize = 5000;
     let rig = rig("sweep5k").await;
-    rig.expired_records(N).await;
-    let dispatcher = rig.app(rig.store.clone()).dispatcher(Mode::Lambda).unwrap();
-    let connections = rig.connections(&dispatcher);
+    expired_records(&rig, N).await;
+    let dispatcher = app(rig.store.clone()).dispatcher(Mode::Lambda).unwrap();
+    let connections = rig.messenger_of(&dispatcher);
 
     // The first sweep gets a deadline too short for the whole table: it stops early...
     let started = Instant::now();
@@ -205,9 +181,9 @@ async fn a_connection_that_authenticated_after_the_scan_is_left_alone() {
         inner: rig.store.clone(),
         with: StalePage { stale },
     });
-    let dispatcher = rig.app(store).dispatcher(Mode::Lambda).unwrap();
+    let dispatcher = app(store).dispatcher(Mode::Lambda).unwrap();
     let report = dispatcher
-        .sweep(&rig.connections(&dispatcher))
+        .sweep(&rig.messenger_of(&dispatcher))
         .await
         .unwrap();
     assert_eq!((report.expired, report.closed), (1, 1), "{report:?}");
@@ -234,9 +210,9 @@ async fn a_failed_close_keeps_the_record_for_the_next_sweep() {
     }
     rig.server.stall("stuck=");
     rig.server.gone("vanished=");
-    let dispatcher = rig.app(rig.store.clone()).dispatcher(Mode::Lambda).unwrap();
+    let dispatcher = app(rig.store.clone()).dispatcher(Mode::Lambda).unwrap();
     let report = dispatcher
-        .sweep(&rig.connections(&dispatcher))
+        .sweep(&rig.messenger_of(&dispatcher))
         .await
         .unwrap();
     assert_eq!(report.expired, 2, "{report:?}");

@@ -372,3 +372,47 @@ async fn init_error(State(state): State<Arc<RuntimeState>>, body: Bytes) -> Stat
     state.init_errors.lock().unwrap().push(value);
     StatusCode::ACCEPTED
 }
+
+/// A fresh connections table in moto, a recording management API server, and the
+/// framework's management API client pointed at it with `policy`.
+pub struct Rig {
+    /// The DynamoDB client (moto).
+    pub client: aws_sdk_dynamodb::Client,
+    /// The store on the fresh table.
+    pub store: Arc<venturekit_ws::aws::DynamoStore>,
+    /// The recording management API.
+    pub server: ManagementServer,
+    /// The client, with `VK_WS_MANAGEMENT_ENDPOINT` set to the server's `prod` stage.
+    pub api: venturekit_ws::aws::ManagementApi,
+}
+
+/// A [`Rig`] whose table name is tagged with `label`.
+pub async fn rig(label: &str, policy: venturekit_ws::aws::RetryPolicy) -> Rig {
+    let client = dynamo_client();
+    let table = fresh_table(&client, label).await;
+    let server = ManagementServer::start().await;
+    let mut config = venturekit_ws::Config::default();
+    config.management_endpoint = Some(server.endpoint("prod"));
+    config.delivery_timeout = policy.timeout;
+    let api = venturekit_ws::aws::ManagementApi::new(&sdk_config(), &config).with_policy(policy);
+    Rig {
+        store: Arc::new(venturekit_ws::aws::DynamoStore::new(client.clone(), table)),
+        client,
+        server,
+        api,
+    }
+}
+
+impl Rig {
+    /// Messaging through the store and the management API client (no app hooks).
+    pub fn messenger(&self) -> venturekit_ws::Messenger {
+        let endpoint = self.api.configured_endpoint().unwrap();
+        venturekit_ws::Messenger::new(self.store.clone(), self.api.delivery(&endpoint))
+    }
+
+    /// Messaging as `dispatcher` does it (with the app's hooks and topics).
+    pub fn messenger_of(&self, dispatcher: &venturekit_ws::Dispatcher) -> venturekit_ws::Messenger {
+        let endpoint = self.api.configured_endpoint().unwrap();
+        dispatcher.messenger(self.api.delivery(&endpoint))
+    }
+}

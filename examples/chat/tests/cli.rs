@@ -178,9 +178,25 @@ fn invalid_configuration_names_the_variable() {
     assert!(stderr.contains("VK_WS_AUTH_TIMEOUT_SEC"), "{stderr}");
 }
 
-/// Starts `chat serve` with `args` and `env`; returns the stderr lines up to the one that
-/// prints the WebSocket address (or all of them if the process exits first).
-fn serve_until_ready(args: &[&str], env: &[(&str, &str)]) -> (Option<Running>, Vec<String>) {
+/// A `chat serve` process and everything it has written to stderr so far.
+struct Served {
+    /// The process, while it runs (`None`: it exited before printing its address).
+    running: Option<Running>,
+    /// Its `ws://` address.
+    url: Option<String>,
+    /// Every stderr line, collected as they come.
+    lines: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl Served {
+    fn text(&self) -> String {
+        self.lines.lock().unwrap().join("\n")
+    }
+}
+
+/// Starts `chat serve` with `args` and `env`, and waits until it prints its WebSocket
+/// address (or exits).
+fn serve(args: &[&str], env: &[(&str, &str)]) -> Served {
     let mut cmd = chat();
     cmd.arg("serve").args(args);
     for (k, v) in env {
@@ -192,60 +208,45 @@ fn serve_until_ready(args: &[&str], env: &[(&str, &str)]) -> (Option<Running>, V
         .spawn()
         .unwrap();
     let stderr = child.stderr.take().unwrap();
+    let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
     let (tx, rx) = std::sync::mpsc::channel();
+    let sink = lines.clone();
     std::thread::spawn(move || {
         for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            let ready = line.contains("ws://");
-            if tx.send(line).is_err() || ready {
-                break;
+            if let Some(at) = line.find("ws://") {
+                let _ = tx.send(line[at..].trim().to_owned());
             }
+            sink.lock().unwrap().push(line);
         }
     });
-    let mut lines = Vec::new();
-    while let Ok(line) = rx.recv_timeout(Duration::from_secs(30)) {
-        let ready = line.contains("ws://");
-        lines.push(line);
-        if ready {
-            return (Some(Running(child)), lines);
+    match rx.recv_timeout(Duration::from_secs(30)) {
+        Ok(url) => Served {
+            running: Some(Running(child)),
+            url: Some(url),
+            lines,
+        },
+        Err(_) => {
+            let _ = child.wait();
+            Served {
+                running: None,
+                url: None,
+                lines,
+            }
         }
     }
-    let _ = child.wait();
-    (None, lines)
 }
 
 #[test]
 fn localhost_is_a_listen_address() {
-    let (running, lines) = serve_until_ready(&["--listen", "localhost:0"], &[]);
-    assert!(running.is_some(), "{lines:?}");
-    assert!(
-        lines.iter().any(|l| l.contains("ws://127.0.0.1:")),
-        "{lines:?}"
-    );
-    let (running, lines) = serve_until_ready(&[], &[("VK_WS_LISTEN", "localhost:0")]);
-    assert!(running.is_some(), "{lines:?}");
-}
-
-#[test]
-fn an_address_in_use_says_what_to_do() {
-    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = taken.local_addr().unwrap().to_string();
-    let (running, lines) = serve_until_ready(&["--listen", &addr], &[]);
-    assert!(running.is_none());
-    let text = lines.join("\n");
-    assert!(text.contains("already in use"), "{text}");
-    assert!(text.contains("--listen"), "{text}");
-}
-
-#[test]
-fn a_short_secret_gets_a_warning() {
-    let (running, lines) = serve_until_ready(
+    let served = serve(
         &["--listen", "127.0.0.1:0"],
         &[("VK_WS_JWT_SECRET", "short"), ("RUST_LOG", "warn")],
     );
-    assert!(running.is_some(), "{lines:?}");
+    assert!(served.running.is_some(), "{}", served.text());
     assert!(
-        lines.iter().any(|l| l.contains("shorter than 32 bytes")),
-        "{lines:?}"
+        served.text().contains("shorter than 32 bytes"),
+        "{}",
+        served.text()
     );
 }
 
@@ -263,31 +264,20 @@ fn a_zero_token_lifetime_is_refused() {
 
 #[tokio::test]
 async fn the_dev_server_logs_connects_auths_messages_and_closes() {
-    let mut child = chat()
-        .args(["serve", "--listen", "127.0.0.1:0"])
-        .env(
-            "VK_WS_JWT_SECRET",
-            "a-long-enough-secret-for-the-log-test-0123456789",
-        )
-        .env("RUST_LOG", "info")
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let _guard = Running(child);
-    let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
-    let (tx, rx) = std::sync::mpsc::channel();
-    let sink = lines.clone();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if let Some(at) = line.find("ws://") {
-                let _ = tx.send(line[at..].trim().to_owned());
-            }
-            sink.lock().unwrap().push(line);
-        }
-    });
-    let url = rx.recv_timeout(Duration::from_secs(30)).unwrap();
+    let served = serve(
+        &["--listen", "127.0.0.1:0"],
+        &[
+            (
+                "VK_WS_JWT_SECRET",
+                "a-long-enough-secret-for-the-log-test-0123456789",
+            ),
+            ("RUST_LOG", "info"),
+        ],
+    );
+    let url = served
+        .url
+        .clone()
+        .expect("the server never printed its ws:// address");
     let (token, _) = mint(
         Some("a-long-enough-secret-for-the-log-test-0123456789"),
         &["--sub", "alice", "--tenant", "acme"],
@@ -313,7 +303,7 @@ async fn the_dev_server_logs_connects_auths_messages_and_closes() {
         "closed",
     ];
     for _ in 0..100 {
-        let text = lines.lock().unwrap().join("\n");
+        let text = served.text();
         if wanted.iter().all(|w| text.contains(w)) {
             assert!(
                 !text.contains(token.trim()),
@@ -323,8 +313,5 @@ async fn the_dev_server_logs_connects_auths_messages_and_closes() {
         }
         std::thread::sleep(Duration::from_millis(50));
     }
-    panic!(
-        "missing log lines; got:\n{}",
-        lines.lock().unwrap().join("\n")
-    );
+    panic!("missing log lines; got:\n{}", served.text());
 }
