@@ -209,35 +209,23 @@ impl DynamoStore {
         key: &str,
         value: &str,
     ) -> Result<Vec<Connection>, StoreError> {
-        let now = now_secs();
-        let mut found = Vec::new();
-        let mut start: Option<Item> = None;
-        loop {
-            let page = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .index_name(index)
-                .key_condition_expression("#k = :v")
-                .filter_expression("#ttl > :now")
-                .expression_attribute_names("#k", key)
-                .expression_attribute_names("#ttl", "ttl")
-                .expression_attribute_values(":v", s(value))
-                .expression_attribute_values(":now", n(now))
-                .set_exclusive_start_key(start.take())
-                .set_limit(self.page_size)
-                .send()
-                .await
-                .map_err(backend(format!("query {index}")))?;
-            for item in page.items() {
-                found.push(from_item(item)?);
-            }
-            match page.last_evaluated_key() {
-                Some(key) if !key.is_empty() => start = Some(key.clone()),
-                _ => break,
-            }
-        }
-        Ok(found)
+        let request = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .index_name(index)
+            .key_condition_expression("#k = :v")
+            .filter_expression("#ttl > :now")
+            .expression_attribute_names("#k", key)
+            .expression_attribute_names("#ttl", "ttl")
+            .expression_attribute_values(":v", s(value))
+            .expression_attribute_values(":now", n(now_secs()))
+            .set_limit(self.page_size);
+        query_all(request, &format!("query {index}"))
+            .await?
+            .iter()
+            .map(from_item)
+            .collect()
     }
 
     /// Scans the table with `filter` (over `#ttl` and `:now`), in parallel segments.
@@ -583,6 +571,28 @@ pub async fn create_table(client: &Client, table: &str) -> Result<(), StoreError
         .await
         .map_err(backend("create table"))?;
     enable_ttl(client, table).await
+}
+
+/// Every item a Query returns, page after page.
+pub(super) async fn query_all(
+    request: aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder,
+    context: &str,
+) -> Result<Vec<Item>, StoreError> {
+    let mut found = Vec::new();
+    let mut start: Option<Item> = None;
+    loop {
+        let page = request
+            .clone()
+            .set_exclusive_start_key(start.take())
+            .send()
+            .await
+            .map_err(backend(context))?;
+        found.extend(page.items().iter().cloned());
+        match page.last_evaluated_key() {
+            Some(key) if !key.is_empty() => start = Some(key.clone()),
+            _ => return Ok(found),
+        }
+    }
 }
 
 /// A string (S) attribute definition.

@@ -8,8 +8,8 @@
 //! batches of 25, retrying unprocessed items.
 
 use super::dynamo::{
-    all_projection_index, backend, enable_ttl, from_attribute, key_element, n, s, string_attribute,
-    to_attribute,
+    all_projection_index, backend, enable_ttl, from_attribute, key_element, n, query_all, s,
+    string_attribute, to_attribute,
 };
 use crate::store::StoreError;
 use crate::topics::{TopicMember, TopicStore};
@@ -47,32 +47,17 @@ impl DynamoTopics {
         value: &str,
         consistent: bool,
     ) -> Result<Vec<TopicMember>, StoreError> {
-        let mut found = Vec::new();
-        let mut start: Option<Item> = None;
-        loop {
-            let page = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .set_index_name(index.map(String::from))
-                .consistent_read(consistent)
-                .key_condition_expression("#k = :v")
-                .expression_attribute_names("#k", key)
-                .expression_attribute_values(":v", s(value))
-                .set_exclusive_start_key(start.take())
-                .send()
-                .await
-                .map_err(backend("query topics"))?;
-            for item in page.items() {
-                if let Some(member) = from_item(item) {
-                    found.push(member);
-                }
-            }
-            match page.last_evaluated_key() {
-                Some(key) if !key.is_empty() => start = Some(key.clone()),
-                _ => return Ok(found),
-            }
-        }
+        let request = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .set_index_name(index.map(String::from))
+            .consistent_read(consistent)
+            .key_condition_expression("#k = :v")
+            .expression_attribute_names("#k", key)
+            .expression_attribute_values(":v", s(value));
+        let items = query_all(request, "query topics").await?;
+        Ok(items.iter().filter_map(from_item).collect())
     }
 }
 
