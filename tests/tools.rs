@@ -94,11 +94,19 @@ fn vk_loadtest_publishes_to_a_topic_on_vk_topicserver() {
         .stdout(std::process::Stdio::null())
         .spawn()
         .unwrap();
+    // Keep draining stderr after the address: a closed pipe would kill the server on its
+    // next log line.
     let stderr = server.stderr.take().unwrap();
-    let url = BufReader::new(stderr)
-        .lines()
-        .map_while(Result::ok)
-        .find_map(|l| l.find("ws://").map(|at| l[at..].trim().to_owned()))
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if let Some(at) = line.find("ws://") {
+                let _ = tx.send(line[at..].trim().to_owned());
+            }
+        }
+    });
+    let url = rx
+        .recv_timeout(std::time::Duration::from_secs(30))
         .expect("vk-topicserver printed no ws:// address");
     let pid = server.id().to_string();
     let out = Command::new(env!("CARGO_BIN_EXE_vk-loadtest"))
