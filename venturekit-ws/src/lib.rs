@@ -59,6 +59,8 @@ pub mod messaging;
 pub mod protocol;
 pub mod state;
 pub mod store;
+#[cfg(feature = "testing")]
+pub mod testing;
 pub mod topics;
 
 pub use action::{Action, ActionDef, ActionFuture, Handler, IntoReply};

@@ -126,6 +126,7 @@ pub struct Messenger {
     concurrency: usize,
     on_removed: Option<OnRemoved>,
     topics: Option<crate::topics::Topics>,
+    clock: crate::clock::Clock,
 }
 
 impl std::fmt::Debug for Messenger {
@@ -161,7 +162,19 @@ impl Messenger {
             concurrency: DEFAULT_FANOUT_CONCURRENCY,
             on_removed: None,
             topics: None,
+            clock: crate::clock::Clock::system(),
         }
+    }
+
+    /// Reads time (topic TTLs, join times) from `clock` instead of the system clock.
+    pub fn with_clock(mut self, clock: crate::clock::Clock) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// The clock this messenger reads time from.
+    pub fn clock(&self) -> &crate::clock::Clock {
+        &self.clock
     }
 
     /// Publishes to, and cleans up, topic memberships kept in `store` (for code outside
@@ -195,7 +208,7 @@ impl Messenger {
         name: &str,
         message: &T,
     ) -> Result<FanoutReport, MessagingError> {
-        let now = crate::clock::now_secs();
+        let now = self.clock.now_secs();
         let report = self
             .topics()?
             .publish(self, tenant, name, message, None, now);
@@ -211,7 +224,7 @@ impl Messenger {
         member: &str,
         message: &T,
     ) -> Result<Option<FanoutReport>, MessagingError> {
-        let now = crate::clock::now_secs();
+        let now = self.clock.now_secs();
         self.topics()?
             .publish(self, tenant, name, message, Some(member), now)
             .await
@@ -224,7 +237,7 @@ impl Messenger {
         name: &str,
     ) -> Result<Vec<crate::topics::TopicMember>, MessagingError> {
         let key = crate::topics::topic_key(tenant, name);
-        let now = crate::clock::now_secs();
+        let now = self.clock.now_secs();
         Ok(self.topics()?.store.members(&key, now).await?)
     }
 
@@ -244,7 +257,7 @@ impl Messenger {
             .map_err(WsError::internal)?
             .ok_or_else(|| WsError::bad_request("no such connection"))?;
         topics.check_join(&record, name, &meta).await?;
-        let now = crate::clock::now_ms();
+        let now = self.clock.now_ms();
         Ok(topics.join(self, &record, name, meta, now).await?)
     }
 
@@ -256,7 +269,7 @@ impl Messenger {
         connection_id: &str,
         name: &str,
     ) -> Result<bool, MessagingError> {
-        let now = crate::clock::now_secs();
+        let now = self.clock.now_secs();
         Ok(self
             .topics()?
             .leave(self, tenant, connection_id, name, now)
@@ -278,7 +291,7 @@ impl Messenger {
     ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + '_>> {
         Box::pin(async move {
             if let Some(topics) = &self.topics {
-                let now = crate::clock::now_secs();
+                let now = self.clock.now_secs();
                 topics
                     .connection_removed(self, &record.connection_id, now)
                     .await;

@@ -47,6 +47,7 @@ pub struct App {
     app_tables: Vec<crate::deploy::AppTable>,
     topic_rules: Vec<crate::topics::TopicRule>,
     topic_store: Option<Arc<dyn crate::topics::TopicStore>>,
+    clock: crate::clock::Clock,
 }
 
 impl std::fmt::Debug for App {
@@ -88,6 +89,7 @@ impl App {
             app_tables: Vec::new(),
             topic_rules: Vec::new(),
             topic_store: None,
+            clock: crate::clock::Clock::system(),
         }
     }
 
@@ -269,6 +271,14 @@ impl App {
         self
     }
 
+    /// Reads time from `clock` instead of the system clock: the authentication window,
+    /// sessions, token `exp`/`nbf`, rate windows, topic memberships and the sweeper all
+    /// follow it. For tests; the `testing` feature's kit sets a manual clock.
+    pub fn clock(mut self, clock: crate::clock::Clock) -> Self {
+        self.clock = clock;
+        self
+    }
+
     /// The configuration.
     pub fn config(&self) -> &Config {
         &self.config
@@ -320,7 +330,7 @@ impl App {
         };
         let store = match (&self.store, mode) {
             (Some(store), _) => store.clone(),
-            (None, Mode::Local) => Arc::new(MemoryStore::new()),
+            (None, Mode::Local) => Arc::new(MemoryStore::with_clock(self.clock.clone())),
             (None, Mode::Lambda) => {
                 return Err(Error::Lambda(
                     "no connection store: Lambda mode needs the DynamoDB store (an in-memory store would lose connections between invocations)".into(),
@@ -342,6 +352,7 @@ impl App {
             states: self.states.clone(),
             hooks: self.hooks.clone(),
             topics: self.topics(mode)?,
+            clock: self.clock.clone(),
         })?;
         Ok(if self.config.panic_probe {
             tracing::warn!(

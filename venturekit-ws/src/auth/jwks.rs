@@ -107,6 +107,15 @@ impl JwksVerifier {
 
     /// Verifies a token against the key its `kid` names.
     pub async fn verify(&self, token: &str) -> Result<VerifiedToken, AuthFailure> {
+        self.verify_at(token, crate::clock::now_secs()).await
+    }
+
+    /// [`JwksVerifier::verify`], with `exp` and `nbf` checked at `now_secs` (epoch seconds).
+    pub async fn verify_at(
+        &self,
+        token: &str,
+        now_secs: i64,
+    ) -> Result<VerifiedToken, AuthFailure> {
         super::check_critical_header(token)?;
         let header = jsonwebtoken::decode_header(token).map_err(|e| token_failure(e.kind()))?;
         let kid = header.kid.unwrap_or_default();
@@ -123,7 +132,7 @@ impl JwksVerifier {
             None if kid.is_empty() => return Err(invalid("token has no `kid`")),
             None => return Err(invalid("token `kid` names no known signing key")),
         };
-        decode_token(token, &key.decoding, &key.validation, &self.rules)
+        decode_token(token, &key.decoding, &key.validation, &self.rules, now_secs)
     }
 
     /// Makes sure the set is loaded, fresh, and (if possible) knows `kid`.

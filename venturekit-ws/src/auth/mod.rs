@@ -99,8 +99,10 @@ pub(crate) fn base_validation(config: &Config, algorithms: Vec<Algorithm>) -> Va
     let mut validation = Validation::new(algorithms.first().copied().unwrap_or(Algorithm::RS256));
     validation.algorithms = algorithms;
     validation.leeway = LEEWAY_SECS;
-    validation.validate_exp = true;
-    validation.validate_nbf = true;
+    // `exp` and `nbf` are checked by `check_times` against the runtime's clock (the JWT
+    // library would read the system time); their presence is still checked here.
+    validation.validate_exp = false;
+    validation.validate_nbf = false;
     let mut required = vec!["exp", "sub"];
     if let Some(iss) = &config.issuer {
         validation.set_issuer(&[iss]);
@@ -146,17 +148,48 @@ pub(crate) fn check_critical_header(token: &str) -> Result<(), AuthFailure> {
     Ok(())
 }
 
-/// Verifies `token` with `key` and reads the claims.
+/// Verifies `token` with `key` at `now_secs` (epoch seconds) and reads the claims.
 pub(crate) fn decode_token(
     token: &str,
     key: &DecodingKey,
     validation: &Validation,
     rules: &ClaimRules,
+    now_secs: i64,
 ) -> Result<VerifiedToken, AuthFailure> {
     check_critical_header(token)?;
     let data = jsonwebtoken::decode::<Map<String, Value>>(token, key, validation)
         .map_err(|e| token_failure(e.kind()))?;
+    check_times(&data.claims, now_secs)?;
     extract(data.claims, rules)
+}
+
+/// `exp` (required) and `nbf` (when present) against `now_secs`, with [`LEEWAY_SECS`].
+/// Numeric dates are non-negative numbers; fractions are rounded.
+fn check_times(claims: &Map<String, Value>, now_secs: i64) -> Result<(), AuthFailure> {
+    fn numeric_date(value: &Value) -> Option<i128> {
+        match value.as_u64() {
+            Some(n) => Some(i128::from(n)),
+            None => value
+                .as_f64()
+                .filter(|f| f.is_finite() && *f >= 0.0 && *f < u64::MAX as f64)
+                .map(|f| f.round() as i128),
+        }
+    }
+    let now = i128::from(now_secs);
+    let leeway = i128::from(LEEWAY_SECS);
+    let wrong_types = || token_failure(&ErrorKind::InvalidClaimFormat("exp".into()));
+    let exp = claims
+        .get("exp")
+        .ok_or_else(|| token_failure(&ErrorKind::MissingRequiredClaim("exp".into())))?;
+    if numeric_date(exp).ok_or_else(wrong_types)? < now - leeway {
+        return Err(token_failure(&ErrorKind::ExpiredSignature));
+    }
+    if let Some(nbf) = claims.get("nbf")
+        && numeric_date(nbf).ok_or_else(wrong_types)? > now + leeway
+    {
+        return Err(token_failure(&ErrorKind::ImmatureSignature));
+    }
+    Ok(())
 }
 
 fn extract(claims: Map<String, Value>, rules: &ClaimRules) -> Result<VerifiedToken, AuthFailure> {
@@ -263,7 +296,12 @@ impl Verifier {
     /// Verifies signature, algorithm, `exp`/`nbf`, `iss`/`aud`, and reads `sub`, `email`
     /// and the tenant claim.
     pub fn verify(&self, token: &str) -> Result<VerifiedToken, AuthFailure> {
-        decode_token(token, &self.key, &self.validation, &self.rules)
+        self.verify_at(token, crate::clock::now_secs())
+    }
+
+    /// [`Verifier::verify`], with `exp` and `nbf` checked at `now_secs` (epoch seconds).
+    pub fn verify_at(&self, token: &str, now_secs: i64) -> Result<VerifiedToken, AuthFailure> {
+        decode_token(token, &self.key, &self.validation, &self.rules, now_secs)
     }
 }
 
@@ -280,9 +318,18 @@ pub enum TokenVerifier {
 impl TokenVerifier {
     /// Verifies a token (fetching signing keys first when a JWKS needs it).
     pub async fn verify(&self, token: &str) -> Result<VerifiedToken, AuthFailure> {
+        self.verify_at(token, crate::clock::now_secs()).await
+    }
+
+    /// [`TokenVerifier::verify`], with `exp` and `nbf` checked at `now_secs` (epoch seconds).
+    pub async fn verify_at(
+        &self,
+        token: &str,
+        now_secs: i64,
+    ) -> Result<VerifiedToken, AuthFailure> {
         match self {
-            TokenVerifier::Key(v) => v.verify(token),
-            TokenVerifier::Jwks(v) => v.verify(token).await,
+            TokenVerifier::Key(v) => v.verify_at(token, now_secs),
+            TokenVerifier::Jwks(v) => v.verify_at(token, now_secs).await,
         }
     }
 }
@@ -395,7 +442,17 @@ pub struct DevToken {
 /// Signs a development token with the HS256 secret of `config` (or [`crate::config::DEV_SECRET`]
 /// when `secret` is the dev secret), adding `iss`/`aud` when they are configured.
 pub fn mint_dev_token(secret: &[u8], spec: &DevToken, config: &Config) -> Result<String, Error> {
-    let now = jsonwebtoken::get_current_timestamp();
+    mint_dev_token_at(secret, spec, config, crate::clock::now_secs())
+}
+
+/// [`mint_dev_token`], issued at `now_secs` (epoch seconds; `iat`, and `exp` from the TTL).
+pub fn mint_dev_token_at(
+    secret: &[u8],
+    spec: &DevToken,
+    config: &Config,
+    now_secs: i64,
+) -> Result<String, Error> {
+    let now = u64::try_from(now_secs).unwrap_or(0);
     let ttl = if spec.ttl_secs == 0 {
         3600
     } else {

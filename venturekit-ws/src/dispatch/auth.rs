@@ -3,7 +3,6 @@
 
 use super::{Dispatcher, NO_RECORD, close, reply};
 use crate::auth::{AuthFailure, Identity, resolve_tenant};
-use crate::clock::now_secs;
 use crate::hooks::HookCtx;
 use crate::messaging::Messenger;
 use crate::protocol::{self, ErrorCode, Ref};
@@ -23,7 +22,7 @@ impl Dispatcher {
             Ok(identity) => identity,
             Err(failure) => return self.auth_failed(connections, id, failure, reference).await,
         };
-        let ttl = now_secs() + self.session_ttl_secs;
+        let ttl = self.clock.now_secs() + self.session_ttl_secs;
         match self.store.authenticate(id, &identity, ttl).await {
             Ok(record) => {
                 let frame = protocol::auth_success(
@@ -100,7 +99,10 @@ impl Dispatcher {
                 format!("token exceeds {} bytes", self.limits.max_token_bytes),
             ));
         }
-        let verified = self.verifier.verify(&token).await?;
+        let verified = self
+            .verifier
+            .verify_at(&token, self.clock.now_secs())
+            .await?;
         let tenant = resolve_tenant(&verified, requested.as_deref(), self.trust_client_tenant)?;
         Ok(Identity {
             user_id: verified.sub,

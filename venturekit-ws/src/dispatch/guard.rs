@@ -3,7 +3,6 @@
 //! per-connection rate window.
 
 use super::{Dispatcher, NO_RECORD};
-use crate::clock::now_ms;
 use crate::protocol::ErrorCode;
 use crate::store::Connection;
 
@@ -14,7 +13,7 @@ impl Dispatcher {
         if self.limits.burst == 0 {
             return RateCheck::Allowed;
         }
-        let window = now_ms() / self.limits.window_ms * self.limits.window_ms;
+        let window = self.clock.now_ms() / self.limits.window_ms * self.limits.window_ms;
         match self.store.count_message(id, window).await {
             Ok(Some(count)) if count > self.limits.burst => RateCheck::Limited,
             Ok(Some(_)) => RateCheck::Allowed,

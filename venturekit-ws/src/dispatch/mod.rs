@@ -20,7 +20,7 @@ use guard::RateCheck;
 
 use crate::action::ActionDef;
 use crate::auth::TokenVerifier;
-use crate::clock::{now_ms, now_secs};
+use crate::clock::Clock;
 use crate::ctx::{AppContext, Ctx};
 use crate::delivery::{Delivery, DeliveryError};
 use crate::event::{RequestInfo, Route, WebSocketEvent, WebSocketResponse, response};
@@ -51,6 +51,7 @@ pub struct Dispatcher {
     hooks: Hooks,
     topics: Option<Topics>,
     traffic_log: bool,
+    clock: Clock,
 }
 
 /// Abuse limits applied before any routing.
@@ -128,6 +129,8 @@ pub struct DispatcherParts {
     pub hooks: Hooks,
     /// Topics and presence, if the app uses them.
     pub topics: Option<Topics>,
+    /// Where time is read (the system clock outside tests).
+    pub clock: Clock,
 }
 
 impl Dispatcher {
@@ -172,6 +175,7 @@ impl Dispatcher {
             hooks: parts.hooks,
             topics: parts.topics,
             traffic_log: false,
+            clock: parts.clock,
         })
     }
 
@@ -190,6 +194,11 @@ impl Dispatcher {
         self
     }
 
+    /// The clock the dispatcher reads time from.
+    pub fn clock(&self) -> &Clock {
+        &self.clock
+    }
+
     /// The store.
     pub fn store(&self) -> &Arc<dyn ConnectionStore> {
         &self.store
@@ -205,6 +214,7 @@ impl Dispatcher {
             .with_concurrency(self.fanout_concurrency)
             .with_on_removed(on_removed)
             .with_topics(self.topics.clone())
+            .with_clock(self.clock.clone())
     }
 
     /// Handles one API Gateway WebSocket event. Client mistakes are answered to the client
@@ -222,7 +232,7 @@ impl Dispatcher {
         match Route::of(event) {
             Route::Connect => {
                 let connected_at = match event.request_context.connected_at {
-                    0 => now_ms(),
+                    0 => self.clock.now_ms(),
                     at => at,
                 };
                 if let Some(hook) = &self.hooks.on_connect {
@@ -272,7 +282,7 @@ impl Dispatcher {
         let record = Connection::unauthenticated(
             connection_id,
             connected_at_ms,
-            now_secs() + self.auth_timeout_secs,
+            self.clock.now_secs() + self.auth_timeout_secs,
         );
         self.store.save(&record).await
     }
@@ -404,7 +414,7 @@ impl Dispatcher {
         match action.as_str() {
             "auth" => self.auth(connections, &id, body, reference).await,
             "ping" => {
-                let frame = protocol::pong(chrono::Utc::now(), reference);
+                let frame = protocol::pong(self.clock.now_utc(), reference);
                 reply(connections, &id, &frame).await
             }
             "vk:join" | "vk:leave" => {

@@ -10,7 +10,6 @@
 //! anything but 410 the record is put back, to be retried by the next sweep.
 
 use super::Dispatcher;
-use crate::clock::now_secs;
 use crate::delivery::DeliveryError;
 use crate::hooks::DisconnectReason;
 use crate::messaging::Messenger;
@@ -110,7 +109,7 @@ impl Dispatcher {
             }
             let page = self
                 .store
-                .expired_page(cursor.as_deref(), SWEEP_PAGE, now_secs())
+                .expired_page(cursor.as_deref(), SWEEP_PAGE, self.clock.now_secs())
                 .await?;
             let outcomes: Vec<Outcome> = futures_util::stream::iter(page.records)
                 .map(|record| self.sweep_one(connections, record, options))
@@ -149,7 +148,7 @@ impl Dispatcher {
             return Outcome::Deferred;
         }
         let id = record.connection_id.as_str();
-        let removed = match self.store.remove_expired(id, now_secs()).await {
+        let removed = match self.store.remove_expired(id, self.clock.now_secs()).await {
             Ok(Some(removed)) => removed,
             Ok(None) => return Outcome::Skipped,
             Err(e) => {

@@ -2,7 +2,6 @@
 
 use super::{Dispatcher, close, reply};
 use crate::WsError;
-use crate::clock::{now_ms, now_secs};
 use crate::messaging::Messenger;
 use crate::protocol::{self, ErrorCode, Ref};
 use serde::Deserialize;
@@ -60,7 +59,10 @@ impl Dispatcher {
         };
         if action == "vk:leave" {
             let tenant = record.tenant_id.as_deref();
-            return match topics.leave(messenger, tenant, id, &name, now_secs()).await {
+            return match topics
+                .leave(messenger, tenant, id, &name, self.clock.now_secs())
+                .await
+            {
                 Ok(_) => reply(messenger, id, &ok("vk:leave")).await,
                 Err(e) => {
                     tracing::error!(connection_id = id, error = %e, "vk:leave failed");
@@ -81,7 +83,9 @@ impl Dispatcher {
         let joined = match topics.check_join(&record, &name, &meta).await {
             Ok(()) => {
                 reply(messenger, id, &ok("vk:join")).await;
-                topics.join(messenger, &record, &name, meta, now_ms()).await
+                topics
+                    .join(messenger, &record, &name, meta, self.clock.now_ms())
+                    .await
             }
             Err(why) => Err(why),
         };

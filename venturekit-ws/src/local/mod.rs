@@ -170,6 +170,7 @@ struct Shared {
     max_connection: Duration,
     api_token: Option<String>,
     ordered: bool,
+    sweeper: bool,
 }
 
 impl Shared {
@@ -238,6 +239,7 @@ impl LocalServer {
             max_connection: config.max_connection,
             api_token: config.local_api_token.clone(),
             ordered: config.local_ordered,
+            sweeper: true,
         });
         Ok(LocalServer { listener, shared })
     }
@@ -254,6 +256,32 @@ impl LocalServer {
         self.shared.messenger()
     }
 
+    /// The dispatcher behind the sockets (to run [`Dispatcher::sweep`] by hand, say).
+    pub fn dispatcher(&self) -> Arc<Dispatcher> {
+        self.shared.dispatcher.clone()
+    }
+
+    /// Routes every post and close through `wrap(sockets)`: a layer that records, delays
+    /// or fails deliveries (the test kit's faults). Call before [`LocalServer::serve`].
+    pub fn wrap_delivery(
+        mut self,
+        wrap: impl FnOnce(Arc<dyn Delivery>) -> Arc<dyn Delivery>,
+    ) -> Self {
+        if let Some(shared) = Arc::get_mut(&mut self.shared) {
+            shared.delivery = wrap(shared.delivery.clone());
+        }
+        self
+    }
+
+    /// Turns off the background sweeper (every second): expired connections are then closed
+    /// only by [`Dispatcher::sweep`], for tests that sweep at a moment of their choosing.
+    pub fn manual_sweep(mut self) -> Self {
+        if let Some(shared) = Arc::get_mut(&mut self.shared) {
+            shared.sweeper = false;
+        }
+        self
+    }
+
     /// Serves until the process ends.
     pub async fn serve(self) -> Result<(), crate::Error> {
         self.serve_until(std::future::pending()).await
@@ -264,7 +292,10 @@ impl LocalServer {
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), crate::Error> {
-        let sweeper = tokio::spawn(sweep_forever(self.shared.clone()));
+        let sweeper = self
+            .shared
+            .sweeper
+            .then(|| tokio::spawn(sweep_forever(self.shared.clone())));
         let admin = Router::new()
             .route("/_vk/connections", get(management::list_connections))
             .route(
@@ -293,7 +324,9 @@ impl LocalServer {
         )
         .with_graceful_shutdown(shutdown)
         .await;
-        sweeper.abort();
+        if let Some(sweeper) = sweeper {
+            sweeper.abort();
+        }
         result.map_err(crate::Error::Io)
     }
 }
@@ -317,7 +350,7 @@ async fn sweep_forever(shared: Arc<Shared>) {
     }
 }
 
-fn new_connection_id() -> String {
+pub(crate) fn new_connection_id() -> String {
     // API Gateway ids look like `L0SM9cOFvHcCIhw=`: 11 random bytes, base64 with padding.
     let bytes: [u8; 11] = rand::random();
     base64::engine::general_purpose::URL_SAFE.encode(bytes)
@@ -339,7 +372,7 @@ async fn root(
         }
     };
     let id = new_connection_id();
-    let connected_at = now_ms();
+    let connected_at = shared.dispatcher.clock().now_ms();
     let query = axum::extract::Query::<HashMap<String, String>>::try_from_uri(&uri)
         .map(|q| q.0)
         .unwrap_or_default();
@@ -361,6 +394,7 @@ async fn root(
         .and_then(|v| v.to_str().ok())
         .unwrap_or("")
         .to_owned();
+    let connection_header = axum::http::HeaderValue::from_str(&id).ok();
     let peer = PeerInfo {
         id,
         connected_at,
@@ -369,11 +403,21 @@ async fn root(
     };
     // Small read chunks: the default 128 KiB per connection dominated memory at 10k
     // connections (see BENCHMARKS.md); messages still grow the buffer as needed.
-    ws.read_buffer_size(READ_BUFFER)
+    let mut response = ws
+        .read_buffer_size(READ_BUFFER)
         .max_message_size(SOCKET_LIMIT)
         .max_frame_size(SOCKET_LIMIT)
-        .on_upgrade(move |socket| run_connection(shared, socket, peer))
+        .on_upgrade(move |socket| run_connection(shared, socket, peer));
+    // The emulator's own addition (API Gateway sends no such header): tells a test client
+    // or the dev console which connection id it got.
+    if let Some(value) = connection_header {
+        response.headers_mut().insert(CONNECTION_ID_HEADER, value);
+    }
+    response
 }
+
+/// The upgrade response header carrying the new connection's id (local server only).
+pub const CONNECTION_ID_HEADER: &str = "x-vk-connection-id";
 
 struct PeerInfo {
     id: String,
@@ -470,7 +514,7 @@ async fn run_connection(shared: Arc<Shared>, socket: WebSocket, info: PeerInfo) 
                         continue;
                     }
                     idle_deadline = Instant::now() + shared.idle_timeout;
-                    last_active.store(now_ms(), std::sync::atomic::Ordering::Relaxed);
+                    last_active.store(shared.dispatcher.clock().now_ms(), std::sync::atomic::Ordering::Relaxed);
                     if !shared.admit() {
                         // What API Gateway answers when the stage throttles a message.
                         let reply = serde_json::json!({

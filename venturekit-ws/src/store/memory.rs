@@ -2,7 +2,7 @@
 
 use super::{Connection, ConnectionStore, ExpiredPage, StoreError};
 use crate::auth::Identity;
-use crate::clock::now_secs;
+use crate::clock::Clock;
 use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard};
 
@@ -12,6 +12,7 @@ use std::sync::{Mutex, MutexGuard};
 pub struct MemoryStore {
     rows: Mutex<HashMap<String, Connection>>,
     counters: Mutex<HashMap<String, Counters>>,
+    clock: Clock,
 }
 
 /// Abuse counters, kept beside the records so `/_vk/connections` shows the table's fields only.
@@ -28,6 +29,14 @@ impl MemoryStore {
         Self::default()
     }
 
+    /// An empty store whose reads hide records expired by `clock`'s time.
+    pub fn with_clock(clock: Clock) -> Self {
+        MemoryStore {
+            clock,
+            ..Self::default()
+        }
+    }
+
     fn rows(&self) -> MutexGuard<'_, HashMap<String, Connection>> {
         // A panic while holding the lock cannot leave a row half-written (we only insert
         // or remove whole rows), so a poisoned lock is safe to keep using.
@@ -39,14 +48,14 @@ impl MemoryStore {
     }
 
     fn is_live(&self, connection_id: &str) -> bool {
-        let now = now_secs();
+        let now = self.clock.now_secs();
         self.rows()
             .get(connection_id)
             .is_some_and(|c| c.is_live(now))
     }
 
     fn live_where(&self, keep: impl Fn(&Connection) -> bool) -> Vec<Connection> {
-        let now = now_secs();
+        let now = self.clock.now_secs();
         let mut found: Vec<Connection> = self
             .rows()
             .values()
@@ -72,7 +81,7 @@ impl ConnectionStore for MemoryStore {
         identity: &Identity,
         ttl: i64,
     ) -> Result<Connection, StoreError> {
-        let now = now_secs();
+        let now = self.clock.now_secs();
         let mut rows = self.rows();
         let row = rows
             .get_mut(connection_id)
@@ -97,7 +106,7 @@ impl ConnectionStore for MemoryStore {
     }
 
     async fn get(&self, connection_id: &str) -> Result<Option<Connection>, StoreError> {
-        let now = now_secs();
+        let now = self.clock.now_secs();
         Ok(self
             .rows()
             .get(connection_id)
@@ -118,7 +127,7 @@ impl ConnectionStore for MemoryStore {
     }
 
     async fn list_expired(&self) -> Result<Vec<Connection>, StoreError> {
-        let now = now_secs();
+        let now = self.clock.now_secs();
         let mut found: Vec<Connection> = self
             .rows()
             .values()
@@ -203,6 +212,7 @@ impl ConnectionStore for MemoryStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::clock::now_secs;
 
     fn alice(tenant: Option<&str>) -> Identity {
         Identity {
