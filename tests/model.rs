@@ -1,7 +1,7 @@
 //! The programming model over real sockets against the local server: `ref`
 //! acknowledgements, `forbidden` with roles, scopes, kept claims and the app-wide check,
-//! typed state, lifecycle hooks, and caller-scoped sending (the chat example's `kick`,
-//! `history` and `left` notices included).
+//! typed state, lifecycle hooks, and caller-scoped sending. The chat example's own actions
+//! are tested with the test kit in `examples/chat/tests/actions.rs`.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -65,7 +65,7 @@ async fn seen(_ctx: Ctx, seen: State<Arc<Seen>>) -> Result<Vec<String>, WsError>
 fn model_app() -> (App, Arc<Seen>) {
     let mut config = config();
     config.keep_claims = vec!["plan".into()];
-    config.rate_limit_per_sec = 0; // the history test sends 55 messages in a burst
+    config.rate_limit_per_sec = 0;
     let seen = Arc::new(Seen::default());
     let on_connect = seen.clone();
     let on_auth = seen.clone();
@@ -264,74 +264,6 @@ async fn roles_scopes_kept_claims_and_the_app_wide_rule() {
     );
     bob.send(json!({"action": "export"})).await;
     assert_eq!(bob.recv().await["ok"], true);
-}
-
-#[tokio::test]
-async fn an_admin_kicks_a_user_in_its_tenant_and_the_scope_hears_why() {
-    let (app, _) = model_app();
-    let server = start(app).await;
-    let mut bob1 = Client::authed(server.addr, "bob", &["acme"]).await;
-    let mut bob2 = Client::authed(server.addr, "bob", &["acme"]).await;
-    let mut bob_elsewhere = Client::authed(server.addr, "bob", &["globex"]).await;
-    let mut carol = Client::authed(server.addr, "carol", &["acme"]).await;
-    let admin_token = token_as("ann", &["acme"], &["admin"], json!({}));
-    let mut ann = authed_as(server.addr, &admin_token).await;
-    ann.send(json!({"action": "kick", "ref": 1, "userId": "bob"}))
-        .await;
-    assert_eq!(
-        ann.recv_skipping("left").await,
-        json!({"action": "kick", "ref": 1, "closed": 2})
-    );
-    for bob in [&mut bob1, &mut bob2] {
-        assert_eq!(
-            bob.recv_skipping("left").await,
-            json!({"action": "kicked", "by": "ann"})
-        );
-        assert_eq!(bob.expect_close().await, Some(1000));
-    }
-    // Carol (same tenant) hears both leaves, reason `closed`; the other tenant's bob stays.
-    for _ in 0..2 {
-        assert_eq!(
-            carol.recv().await,
-            json!({"action": "left", "userId": "bob", "reason": "closed"})
-        );
-    }
-    bob_elsewhere.assert_no_pending().await;
-    // A client that goes away: reason `client`.
-    let carol_id = records(server.addr).await;
-    assert!(!carol_id.is_empty());
-    carol.close().await;
-    assert_eq!(
-        ann.recv().await,
-        json!({"action": "left", "userId": "carol", "reason": "client"})
-    );
-}
-
-#[tokio::test]
-async fn history_is_app_state_per_scope_oldest_first() {
-    let (app, _) = model_app();
-    let server = start(app).await;
-    let mut a = Client::authed(server.addr, "alice", &["acme"]).await;
-    let mut g = Client::authed(server.addr, "gus", &["globex"]).await;
-    for i in 0..55 {
-        a.send(json!({"action": "broadcast", "data": i})).await;
-        assert_eq!(a.recv().await["data"], i);
-    }
-    g.send(json!({"action": "broadcast", "data": "g"})).await;
-    g.recv().await;
-    a.send(json!({"action": "history", "ref": "h"})).await;
-    let reply = a.recv().await;
-    assert_eq!(reply["action"], "history");
-    assert_eq!(reply["ref"], "h");
-    let messages = reply["messages"].as_array().unwrap();
-    assert_eq!(messages.len(), 50, "the last 50");
-    assert_eq!(messages[0]["data"], 5, "oldest first");
-    assert_eq!(messages[49]["data"], 54);
-    assert_eq!(messages[0]["from"], "alice");
-    assert!(messages[0]["at"].as_i64().unwrap() > 1_700_000_000_000);
-    g.send(json!({"action": "history"})).await;
-    let theirs = g.recv().await;
-    assert_eq!(theirs["messages"].as_array().unwrap().len(), 1, "{theirs}");
 }
 
 #[tokio::test]

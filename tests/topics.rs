@@ -1,5 +1,6 @@
 //! Topics and presence over real sockets against the local server (the chat's rooms and a
-//! test app): `vk:join`/`vk:leave` with `ref`, deny by default, presence state and diffs,
+//! test app; the chat's room scenario is in `examples/chat/tests/actions.rs`): deny by
+//! default, presence state and diffs,
 //! the switch to `vk:presence_count`, limits, join-then-publish at once, tenant isolation,
 //! and the leaves of removed connections.
 
@@ -8,96 +9,6 @@
 use serde_json::json;
 use venturekit_ws::{TopicRule, WsError};
 use venturekit_ws_tests::*;
-
-#[tokio::test]
-async fn join_presence_say_and_leave_in_a_room() {
-    let server = start_chat().await;
-    let mut alice = Client::authed(server.addr, "alice", &["acme"]).await;
-    alice
-        .send(
-            json!({"action": "vk:join", "ref": "3", "topic": "room:42", "meta": {"device": "web"}}),
-        )
-        .await;
-    assert_eq!(
-        alice.recv().await,
-        json!({"action": "vk:join", "ref": "3", "topic": "room:42", "ok": true})
-    );
-    let state = alice.recv().await;
-    assert_eq!(state["action"], "vk:presence_state");
-    assert_eq!(state["topic"], "room:42");
-    let metas = &state["presences"]["alice"]["metas"];
-    assert_eq!(metas.as_array().unwrap().len(), 1);
-    assert_eq!(metas[0]["device"], "web");
-    assert!(metas[0]["joinedAt"].as_i64().unwrap() > 1_700_000_000_000);
-    assert!(metas[0]["connectionId"].is_string());
-    let diff = alice.recv().await;
-    assert_eq!(diff["action"], "vk:presence_diff");
-    assert_eq!(diff["joins"]["alice"]["metas"][0]["device"], "web");
-    assert_eq!(diff["leaves"], json!({}));
-
-    // Bob joins: alice hears the diff; bob's state lists both.
-    let mut bob = Client::authed(server.addr, "bob", &["acme"]).await;
-    bob.send(json!({"action": "vk:join", "topic": "room:42"}))
-        .await;
-    assert_eq!(
-        bob.recv().await,
-        json!({"action": "vk:join", "topic": "room:42", "ok": true})
-    );
-    let state = bob.recv().await;
-    assert_eq!(state["presences"].as_object().unwrap().len(), 2, "{state}");
-    let diff = alice.recv().await;
-    assert_eq!(diff["joins"]["bob"]["metas"].as_array().unwrap().len(), 1);
-    bob.recv().await; // bob's own diff
-
-    // say: members only, sender included.
-    bob.send(json!({"action": "say", "room": "room:42", "data": "hi"}))
-        .await;
-    let message = json!({"action": "message", "from": "bob", "room": "room:42", "data": "hi"});
-    assert_eq!(bob.recv().await, message);
-    assert_eq!(bob.recv().await, json!({"action": "say", "delivered": 2}));
-    assert_eq!(alice.recv().await, message);
-    // Saying into a room not joined is forbidden.
-    let mut carol = Client::authed(server.addr, "carol", &["acme"]).await;
-    carol
-        .send(json!({"action": "say", "ref": 1, "room": "room:42", "data": "x"}))
-        .await;
-    let refused = carol.recv().await;
-    assert_eq!(refused["error"]["code"], "forbidden");
-    assert_eq!(refused["ref"], 1);
-    alice.assert_no_pending().await;
-
-    // Leave: the ack, and the remaining member hears it.
-    bob.send(json!({"action": "vk:leave", "ref": "4", "topic": "room:42"}))
-        .await;
-    assert_eq!(
-        bob.recv().await,
-        json!({"action": "vk:leave", "ref": "4", "topic": "room:42", "ok": true})
-    );
-    let diff = alice.recv().await;
-    assert_eq!(diff["action"], "vk:presence_diff");
-    assert_eq!(diff["joins"], json!({}));
-    assert_eq!(diff["leaves"]["bob"]["metas"].as_array().unwrap().len(), 1);
-
-    // A connection that goes away leaves its topics: alice's close reaches nobody left in
-    // the room, and a rejoin by bob sees only himself.
-    alice.close().await;
-    let left = json!({"action": "left", "userId": "alice", "reason": "client"});
-    assert_eq!(carol.recv().await, left);
-    assert_eq!(bob.recv().await, left);
-    bob.send(json!({"action": "vk:join", "topic": "room:42"}))
-        .await;
-    assert_eq!(bob.recv().await["ok"], true);
-    let state = bob.recv().await;
-    assert_eq!(state["action"], "vk:presence_state");
-    assert_eq!(
-        state["presences"]
-            .as_object()
-            .unwrap()
-            .keys()
-            .collect::<Vec<_>>(),
-        ["bob"]
-    );
-}
 
 #[tokio::test]
 async fn deny_by_default_limits_and_bad_input() {

@@ -1,6 +1,6 @@
 //! One test client: sends messages and asserts on what it received.
 
-use super::inbox::{Closed, Inbox, State, matches, show};
+use super::inbox::{Closed, Inbox, State, json_contains, show};
 use super::sockets::Socket;
 use super::{Backend, Connect, Kit, KitError, User};
 use serde::Serialize;
@@ -218,7 +218,7 @@ impl TestClient {
     }
 
     /// The reply carrying `reference` (from [`TestClient::push`]), which must match
-    /// `subset` (see [`matches`]).
+    /// `subset` (see [`json_contains`]).
     pub async fn assert_reply(&self, reference: &str, subset: Value) -> Value {
         fail(self.try_reply(reference, &subset).await)
     }
@@ -229,7 +229,7 @@ impl TestClient {
             .wait(|state| state.take(|f| f["ref"] == reference))
             .await;
         match found {
-            Some(frame) if matches(&frame, subset) => Ok(frame),
+            Some(frame) if json_contains(&frame, subset) => Ok(frame),
             Some(frame) => Err(KitError(format!(
                 "{}: the reply to ref {reference} does not match {}: it is {}",
                 self.label,
@@ -252,7 +252,7 @@ impl TestClient {
             .wait(|state| (!state.unread.is_empty()).then_some(()))
             .await;
         let mut state = self.inbox.lock();
-        if first.is_none() || state.unread.len() != 1 || !matches(&state.unread[0], subset) {
+        if first.is_none() || state.unread.len() != 1 || !json_contains(&state.unread[0], subset) {
             let what = format!("expected a single frame matching {}", show(subset));
             return Err(KitError(format!(
                 "{}: {what}; {}",
@@ -263,7 +263,7 @@ impl TestClient {
         Ok(state.take(|_| true).unwrap_or_default())
     }
 
-    /// The first unread frame matching `subset` (see [`matches`]), consumed.
+    /// The first unread frame matching `subset` (see [`json_contains`]), consumed.
     ///
     /// ```
     /// # use venturekit_ws::{App, Config, testing::TestKit};
@@ -286,7 +286,7 @@ impl TestClient {
 
     /// [`TestClient::assert_push`], returning the failure.
     pub async fn try_push(&self, subset: &Value) -> Result<Value, KitError> {
-        self.wait(|state| state.take(|f| matches(f, subset)))
+        self.wait(|state| state.take(|f| json_contains(f, subset)))
             .await
             .ok_or_else(|| self.missing(&format!("no frame matching {}", show(subset))))
     }

@@ -153,8 +153,15 @@ impl Inbox {
             let notified = self.notify.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
-            if let Some(found) = check(&mut self.lock()) {
-                return Some(found);
+            {
+                let mut state = self.lock();
+                if let Some(found) = check(&mut state) {
+                    return Some(found);
+                }
+                // Nothing more can arrive on a closed connection.
+                if state.closed.is_some() {
+                    return None;
+                }
             }
             if tokio::time::timeout_at(deadline, notified).await.is_err() {
                 return check(&mut self.lock());
@@ -171,18 +178,19 @@ const YIELDS: usize = 8;
 ///
 /// ```
 /// use serde_json::json;
-/// use venturekit_ws::testing::matches;
+/// use venturekit_ws::testing::json_contains;
 /// let frame = json!({"action": "message", "from": "alice", "text": "hi", "at": 1});
-/// assert!(matches(&frame, &json!({"action": "message", "text": "hi"})));
-/// assert!(!matches(&frame, &json!({"action": "message", "text": "bye"})));
+/// assert!(json_contains(&frame, &json!({"action": "message", "text": "hi"})));
+/// assert!(!json_contains(&frame, &json!({"action": "message", "text": "bye"})));
 /// ```
-pub fn matches(actual: &Value, subset: &Value) -> bool {
+pub fn json_contains(actual: &Value, subset: &Value) -> bool {
     match (actual, subset) {
         (Value::Object(actual), Value::Object(subset)) => subset
             .iter()
-            .all(|(key, want)| actual.get(key).is_some_and(|got| matches(got, want))),
+            .all(|(key, want)| actual.get(key).is_some_and(|got| json_contains(got, want))),
         (Value::Array(actual), Value::Array(subset)) => {
-            actual.len() == subset.len() && actual.iter().zip(subset).all(|(a, s)| matches(a, s))
+            actual.len() == subset.len()
+                && actual.iter().zip(subset).all(|(a, s)| json_contains(a, s))
         }
         (actual, subset) => actual == subset,
     }

@@ -72,7 +72,7 @@ mod sockets;
 
 pub use client::TestClient;
 pub use faults::{Faults, STORE_FAILED, THROTTLED, TIMED_OUT};
-pub use inbox::{Closed, matches};
+pub use inbox::{Closed, json_contains};
 
 use crate::app::{App, Mode};
 use crate::auth::{DevToken, mint_dev_token_at};
@@ -246,7 +246,7 @@ struct Registered {
 }
 
 enum Backend {
-    InProcess(InProcess),
+    InProcess(Box<InProcess>),
     Sockets(sockets::Server),
 }
 
@@ -358,12 +358,12 @@ impl TestKit {
                 faults,
                 secret,
                 config: app.config().clone(),
-                backend: Backend::InProcess(InProcess {
+                backend: Backend::InProcess(Box::new(InProcess {
                     dispatcher,
                     recorder,
                     delivery,
                     events: EventBuilder::default(),
-                }),
+                })),
                 clients: Mutex::new(Vec::new()),
                 next_ref: AtomicU64::new(1),
                 wait: None,
@@ -608,7 +608,7 @@ impl TestKit {
     }
 
     /// Asserts that exactly `clients`, among all of this kit's clients, received a frame
-    /// matching `subset` (see [`matches`]); the matching frames are consumed. Use it for a
+    /// matching `subset` (see [`json_contains`]); the matching frames are consumed. Use it for a
     /// broadcast or a topic publish.
     pub async fn assert_delivered(&self, subset: Value, clients: &[&TestClient]) {
         self.try_delivered(subset, clients)
@@ -631,7 +631,9 @@ impl TestKit {
             }
             let found = client
                 .inbox
-                .wait_for(self.kit.wait, |state| state.take(|f| matches(f, &subset)))
+                .wait_for(self.kit.wait, |state| {
+                    state.take(|f| json_contains(f, &subset))
+                })
                 .await;
             if found.is_none() {
                 missing.push(client);
@@ -647,7 +649,12 @@ impl TestKit {
             if expected.contains(&client.connection_id.as_str()) {
                 continue;
             }
-            if client.inbox.lock().take(|f| matches(f, &subset)).is_some() {
+            if client
+                .inbox
+                .lock()
+                .take(|f| json_contains(f, &subset))
+                .is_some()
+            {
                 unexpected.push(client.label.clone());
             }
         }

@@ -40,7 +40,7 @@ impl Server {
             .await?
             .manual_sweep()
             .wrap_delivery(|inner| Arc::new(FaultDelivery { inner, faults }));
-        let url = format!("ws://{}", server.local_addr());
+        let url = format!("ws://{}/", server.local_addr());
         let dispatcher = server.dispatcher();
         let messenger = server.messenger();
         let task = tokio::spawn(server.serve());
