@@ -22,7 +22,7 @@ echo "== cold start and size (release profile of the workspace: opt-level=s, lto
 target/release/vk-coldstart target/release/chat "$runs"
 
 echo "== criterion: dispatch and auth"
-cargo bench -p venturekit-ws-tests --bench dispatch --bench auth -- --noplot 2>&1 | grep -E "^[a-z_]+/|time:|thrpt:" || true
+cargo bench -p venturekit-ws-tests --bench dispatch --bench auth --bench kit -- --noplot 2>&1 | grep -E "^[a-z_]+/|time:|thrpt:" || true
 
 echo "== criterion: fan-out through the management API client (loopback HTTP server)"
 cargo bench -p venturekit-ws-tests --bench fanout -- --noplot 2>&1 | grep -E "^[a-z_]+/|time:|thrpt:" || true

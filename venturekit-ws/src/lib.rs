@@ -185,8 +185,9 @@ pub use venturekit_ws_macros::ws_action;
 /// ```
 pub use venturekit_ws_macros::actions;
 
-/// The README's Rust blocks, compiled as doctests so the walkthroughs stay true.
-#[cfg(doctest)]
+/// The README's Rust blocks, compiled as doctests so the walkthroughs stay true (with the
+/// `testing` feature, which its test kit section uses; the test command enables it).
+#[cfg(all(doctest, feature = "testing"))]
 #[doc = include_str!("../../README.md")]
 pub struct ReadmeDoctests;
 
