@@ -219,6 +219,23 @@ impl TestClient {
 
     /// The reply carrying `reference` (from [`TestClient::push`]), which must match
     /// `subset` (see [`json_contains`]).
+    ///
+    /// ```
+    /// # use venturekit_ws::{App, Config, testing::{TestKit, User}};
+    /// # use serde_json::json;
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// # let kit = TestKit::new(App::new(Config::default())).unwrap();
+    /// let alice = kit.authed(User::new("alice")).await;
+    /// let reference = alice.push(&json!({"action": "ping"})).await;
+    /// alice.assert_reply(&reference, json!({"action": "pong"})).await;
+    ///
+    /// let reference = alice.push(&json!({"action": "ping"})).await;
+    /// let failure = alice.try_reply(&reference, &json!({"action": "hello"})).await.unwrap_err();
+    /// assert!(failure.0.starts_with(&format!(
+    ///     "alice: the reply to ref {reference} does not match {{\"action\":\"hello\"}}: it is {{\"action\":\"pong\",\"ref\":\"{reference}\","
+    /// )));
+    /// # }
+    /// ```
     pub async fn assert_reply(&self, reference: &str, subset: Value) -> Value {
         fail(self.try_reply(reference, &subset).await)
     }
@@ -242,6 +259,24 @@ impl TestClient {
 
     /// The one frame this client received, which must match `subset`: for a message sent
     /// without `ref`, its reply. Fails if nothing or more than one frame arrived.
+    ///
+    /// ```
+    /// # use venturekit_ws::{App, Config, testing::{TestKit, User}};
+    /// # use serde_json::json;
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// # let kit = TestKit::new(App::new(Config::default())).unwrap();
+    /// let alice = kit.authed(User::new("alice")).await;
+    /// alice.send(&json!({"action": "ping"})).await;
+    /// alice.assert_single(json!({"action": "pong"})).await;
+    ///
+    /// alice.send(&json!({"action": "ping"})).await;
+    /// alice.send(&json!({"action": "ping"})).await;
+    /// let failure = alice.try_single(&json!({"action": "pong"})).await.unwrap_err();
+    /// assert!(failure.0.starts_with(
+    ///     "alice: expected a single frame matching {\"action\":\"pong\"}; 2 unread frame(s) (2 already read):\n    {\"action\":\"pong\",\"timestamp\":"
+    /// ));
+    /// # }
+    /// ```
     pub async fn assert_single(&self, subset: Value) -> Value {
         fail(self.try_single(&subset).await)
     }
@@ -293,6 +328,24 @@ impl TestClient {
 
     /// The first unread error with this wire code (`unauthorized`, `forbidden`,
     /// `bad_request`, …): an `error` frame, or an `auth` reply with `success: false`.
+    ///
+    /// ```
+    /// # use venturekit_ws::{App, Config, testing::{TestKit, User}};
+    /// # use serde_json::json;
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// # let kit = TestKit::new(App::new(Config::default())).unwrap();
+    /// let alice = kit.authed(User::new("alice")).await;
+    /// alice.send(&json!({"action": "no-such-thing"})).await;
+    /// let error = alice.assert_error("unknown_action").await;
+    /// assert_eq!(error["requestAction"], "no-such-thing");
+    ///
+    /// alice.send(&json!({"action": "ping"})).await;
+    /// let failure = alice.try_error("forbidden").await.unwrap_err();
+    /// assert!(failure.0.starts_with(
+    ///     "alice: no `forbidden` error; 1 unread frame(s) (2 already read):\n    {\"action\":\"pong\""
+    /// ));
+    /// # }
+    /// ```
     pub async fn assert_error(&self, code: &str) -> Value {
         fail(self.try_error(code).await)
     }
@@ -310,6 +363,23 @@ impl TestClient {
 
     /// Asserts that nothing is unread: in process, right away (every push a message
     /// causes has happened when its send returns); over sockets, after waiting `within`.
+    ///
+    /// ```
+    /// # use venturekit_ws::{App, Config, testing::{TestKit, User}};
+    /// # use serde_json::json;
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// # let kit = TestKit::new(App::new(Config::default())).unwrap();
+    /// # use std::time::Duration;
+    /// let alice = kit.authed(User::new("alice")).await;
+    /// alice.assert_no_push(Duration::from_millis(100)).await;
+    ///
+    /// alice.send(&json!({"action": "ping"})).await;
+    /// let failure = alice.try_no_push(Duration::from_millis(100)).await.unwrap_err();
+    /// assert!(failure.0.starts_with(
+    ///     "alice: expected nothing within 100ms; 1 unread frame(s) (1 already read):\n    {\"action\":\"pong\""
+    /// ));
+    /// # }
+    /// ```
     pub async fn assert_no_push(&self, within: Duration) {
         fail(self.try_no_push(within).await)
     }
@@ -348,6 +418,10 @@ impl TestClient {
     /// let closed = late.assert_closed().await;
     /// assert_eq!(closed.code, 1000);
     /// assert_eq!(closed.error.unwrap()["error"]["code"], "unauthorized");
+    ///
+    /// let open = kit.connect("open").await;
+    /// let failure = open.try_closed().await.unwrap_err();
+    /// assert_eq!(failure.0, "open: expected the connection to be closed, it is open; no unread frames (0 already read)");
     /// # }
     /// ```
     pub async fn assert_closed(&self) -> Closed {

@@ -498,6 +498,27 @@ impl TestKit {
 
     /// The live record of `client`'s connection; panics (listing the live records) if
     /// there is none.
+    ///
+    /// ```
+    /// # use venturekit_ws::{App, Config, TopicRule, testing::{TestKit, User}};
+    /// # use serde_json::json;
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// let mut config = Config::default();
+    /// config.keep_claims = vec!["plan".into()];
+    /// let kit = TestKit::new(App::new(config)).unwrap();
+    /// let ada = kit.authed(User::new("ada").tenant("acme").claim("plan", json!("pro"))).await;
+    /// let record = kit.connection(&ada).await;
+    /// assert_eq!(record.tenant_id.as_deref(), Some("acme"));
+    /// assert_eq!(record.claims.get("plan"), Some(&json!("pro")));
+    ///
+    /// ada.disconnect().await;
+    /// let failure = kit.try_connection(&ada).await.unwrap_err();
+    /// assert_eq!(failure.0, format!(
+    ///     "ada: no live connection record (connection id {}); no live records",
+    ///     ada.connection_id()
+    /// ));
+    /// # }
+    /// ```
     pub async fn connection(&self, client: &TestClient) -> Connection {
         self.try_connection(client)
             .await
@@ -518,6 +539,21 @@ impl TestKit {
     }
 
     /// Asserts that `client`'s connection has no live record (removed or expired).
+    ///
+    /// ```
+    /// # use venturekit_ws::{App, Config, TopicRule, testing::{TestKit, User}};
+    /// # use serde_json::json;
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// # use std::time::Duration;
+    /// let kit = TestKit::new(App::new(Config::default())).unwrap();
+    /// let bob = kit.authed(User::new("bob").tenant("acme")).await;
+    /// let failure = kit.try_no_connection(&bob).await.unwrap_err();
+    /// assert_eq!(failure.0, "bob: expected no live connection record, found authenticated as bob in tenant acme");
+    ///
+    /// kit.advance(Duration::from_secs(2 * 3600 + 1)); // past the session
+    /// kit.assert_no_connection(&bob).await;
+    /// # }
+    /// ```
     pub async fn assert_no_connection(&self, client: &TestClient) {
         self.try_no_connection(client)
             .await
@@ -566,6 +602,22 @@ impl TestKit {
     }
 
     /// Asserts that exactly `clients` are members of topic `topic` in `tenant`'s scope.
+    ///
+    /// ```
+    /// # use venturekit_ws::{App, Config, TopicRule, testing::{TestKit, User}};
+    /// # use serde_json::json;
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// let kit = TestKit::new(App::new(Config::default()).topic(TopicRule::new("room:*"))).unwrap();
+    /// let alice = kit.authed(User::new("alice").tenant("acme")).await;
+    /// let bob = kit.authed(User::new("bob").tenant("acme")).await;
+    /// alice.request(&json!({"action": "vk:join", "topic": "room:1"})).await;
+    /// kit.assert_members(Some("acme"), "room:1", &[&alice]).await;
+    /// assert_eq!(kit.members(Some("acme"), "room:1").await[0].user_id, "alice");
+    ///
+    /// let failure = kit.try_members(Some("acme"), "room:1", &[&alice, &bob]).await.unwrap_err();
+    /// assert_eq!(failure.0, "topic `room:1` (tenant acme): expected members [alice, bob], found [alice]");
+    /// # }
+    /// ```
     pub async fn assert_members(&self, tenant: Option<&str>, topic: &str, clients: &[&TestClient]) {
         self.try_members(tenant, topic, clients)
             .await
@@ -610,6 +662,23 @@ impl TestKit {
     /// Asserts that exactly `clients`, among all of this kit's clients, received a frame
     /// matching `subset` (see [`json_contains`]); the matching frames are consumed. Use it for a
     /// broadcast or a topic publish.
+    ///
+    /// ```
+    /// # use venturekit_ws::{App, Config, TopicRule, testing::{TestKit, User}};
+    /// # use serde_json::json;
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// let kit = TestKit::new(App::new(Config::default())).unwrap();
+    /// let alice = kit.authed(User::new("alice").tenant("acme")).await;
+    /// let bob = kit.authed(User::new("bob").tenant("acme")).await;
+    /// let gus = kit.authed(User::new("gus").tenant("globex")).await;
+    /// kit.messenger().broadcast_in(&venturekit_ws::Scope::of_tenant(Some("acme")), &json!({"action": "news"})).await.unwrap();
+    /// kit.assert_delivered(json!({"action": "news"}), &[&alice, &bob]).await;
+    ///
+    /// kit.messenger().broadcast_in(&venturekit_ws::Scope::All, &json!({"action": "news"})).await.unwrap();
+    /// let failure = kit.try_delivered(json!({"action": "news"}), &[&alice]).await.unwrap_err();
+    /// assert_eq!(failure.0, "{\"action\":\"news\"} was not delivered as expected:\n  received by clients not listed: bob, gus");
+    /// # }
+    /// ```
     pub async fn assert_delivered(&self, subset: Value, clients: &[&TestClient]) {
         self.try_delivered(subset, clients)
             .await
