@@ -2,11 +2,13 @@
 # The one test command: unit, integration (real WebSocket clients against the local
 # server on loopback), DynamoDB against moto's server, management API delivery against a
 # recording HTTP server, Lambda mode against a Runtime API stand-in, dispatcher fixtures,
-# JWT, trybuild UI tests and doctests. Extra arguments go to `cargo test`.
+# JWT, trybuild UI tests, doctests, and the contract checks (AsyncAPI parser, tsc, the
+# generated TypeScript client under Node). Extra arguments go to `cargo test`.
 #
 # moto (PyPI `moto[server]`) and cfn-lint are installed into .venv on first run; moto is
-# started on a free loopback port. The tests find them through VK_TEST_MOTO_ENDPOINT and
-# VK_TEST_CFN_LINT.
+# started on a free loopback port. The npm packages of the contract checks are installed
+# into tools/node/node_modules (scripts/node.sh; needs Node 18+). The tests find them through
+# VK_TEST_MOTO_ENDPOINT, VK_TEST_CFN_LINT and VK_TEST_NODE_TOOLS.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 pidfile=$(mktemp)
@@ -17,6 +19,9 @@ cleanup() {
 }
 trap cleanup EXIT
 scripts/venv.sh
+# The contract checks' Node packages (AsyncAPI parser, TypeScript, ws) into tools/node.
+VK_TEST_NODE_TOOLS=$(scripts/node.sh)
+export VK_TEST_NODE_TOOLS
 VK_TEST_MOTO_ENDPOINT=$(scripts/moto.sh "$pidfile")
 export VK_TEST_MOTO_ENDPOINT
 export VK_TEST_CFN_LINT="$PWD/.venv/bin/cfn-lint"

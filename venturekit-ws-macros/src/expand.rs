@@ -79,6 +79,7 @@ fn generate(func: &ItemFn, args: &attr::ActionArgs) -> TokenStream {
     let mut call_args = Vec::new();
     let mut required = Vec::new();
     let mut message_ty = quote!(#private::IgnoredAny);
+    let mut takes_message = false;
     for (index, arg) in typed.iter().enumerate() {
         let ty = &arg.ty;
         if index == 0 {
@@ -100,6 +101,7 @@ fn generate(func: &ItemFn, args: &attr::ActionArgs) -> TokenStream {
             call_args.push(quote!(#var));
         } else {
             message_ty = quote_spanned!(ty.span()=> #ty);
+            takes_message = true;
             call_args.push(quote!(__vk_message));
         }
     }
@@ -110,6 +112,22 @@ fn generate(func: &ItemFn, args: &attr::ActionArgs) -> TokenStream {
     let reply = quote_spanned!(reply_span=> #private::reply(__vk_output));
     let roles = &args.roles;
     let scopes = &args.scopes;
+    // The reply's schema: `()` replies nothing; `Result<T, E>` replies `T`.
+    let reply_schema = match reply_type(&func.sig.output) {
+        ReplyType::Nothing => quote!(#private::ReplySchema::Nothing),
+        ReplyType::Value(ty) => quote! {
+            match (&#private::Probe::<#ty>::new()).reply_schema(__vk_gen) {
+                ::core::option::Option::Some(schema) => #private::ReplySchema::Value(schema),
+                ::core::option::Option::None => #private::ReplySchema::Unknown,
+            }
+        },
+        ReplyType::Unknown => quote!(#private::ReplySchema::Unknown),
+    };
+    let message_schema = if takes_message {
+        quote!((&#private::Probe::<#message_ty>::new()).message_schema(__vk_gen))
+    } else {
+        quote!(::core::option::Option::None)
+    };
 
     quote! {
         #func
@@ -144,7 +162,57 @@ fn generate(func: &ItemFn, args: &attr::ActionArgs) -> TokenStream {
                     #(__vk_required.extend(#required);)*
                     __vk_required
                 }
+
+                fn schemas(__vk_gen: &mut #private::SchemaGen) -> #private::Schemas {
+                    #[allow(unused_imports)]
+                    use #private::{ProbeFallback as _, ProbeSchema as _};
+                    let _ = &__vk_gen;
+                    let __vk_message = #message_schema;
+                    let __vk_reply = #reply_schema;
+                    #private::Schemas::recorded(__vk_message, #takes_message, __vk_reply)
+                }
             }
         };
+    }
+}
+
+/// What a handler's return type says about its reply.
+enum ReplyType<'a> {
+    /// `()` or no return type.
+    Nothing,
+    /// `Result<T, E>`: the reply is `T`.
+    Value(&'a syn::Type),
+    /// Anything else (an alias, say).
+    Unknown,
+}
+
+fn reply_type(output: &ReturnType) -> ReplyType<'_> {
+    let ty = match output {
+        ReturnType::Default => return ReplyType::Nothing,
+        ReturnType::Type(_, ty) => ty.as_ref(),
+    };
+    match ty {
+        syn::Type::Tuple(tuple) if tuple.elems.is_empty() => ReplyType::Nothing,
+        syn::Type::Path(path) => {
+            let Some(last) = path.path.segments.last() else {
+                return ReplyType::Unknown;
+            };
+            if last.ident != "Result" {
+                return ReplyType::Unknown;
+            }
+            match &last.arguments {
+                syn::PathArguments::AngleBracketed(args) => match args.args.first() {
+                    Some(syn::GenericArgument::Type(ok)) => match ok {
+                        syn::Type::Tuple(t) if t.elems.is_empty() => ReplyType::Nothing,
+                        // `impl Trait` cannot be named outside the signature.
+                        ok if quote!(#ok).to_string().contains("impl ") => ReplyType::Unknown,
+                        ok => ReplyType::Value(ok),
+                    },
+                    _ => ReplyType::Unknown,
+                },
+                _ => ReplyType::Unknown,
+            }
+        }
+        _ => ReplyType::Unknown,
     }
 }

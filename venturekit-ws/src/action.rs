@@ -58,6 +58,12 @@ pub trait Action: Send + Sync + 'static {
     fn required_state() -> Vec<StateKey> {
         Vec::new()
     }
+    /// The JSON Schemas of the message and the reply, for the contract export (the macro
+    /// records them when the types derive `schemars::JsonSchema` and the `contract`
+    /// feature is on).
+    fn schemas(_generator: &mut crate::contract::SchemaGen) -> crate::contract::Schemas {
+        crate::contract::Schemas::unknown()
+    }
 }
 
 /// A message type an action can receive: anything `Deserialize`.
@@ -114,6 +120,7 @@ pub struct ActionDef {
     scopes: &'static [&'static str],
     invoke: Invoke,
     required_state: fn() -> Vec<StateKey>,
+    schemas: fn(&mut crate::contract::SchemaGen) -> crate::contract::Schemas,
 }
 
 impl std::fmt::Debug for ActionDef {
@@ -137,6 +144,7 @@ impl ActionDef {
             scopes: A::SCOPES,
             invoke: Arc::new(invoke::<A>),
             required_state: A::required_state,
+            schemas: A::schemas,
         }
     }
 
@@ -190,7 +198,30 @@ impl ActionDef {
                 Ok(handler.call(ctx, message))
             }),
             required_state: Vec::new,
+            schemas: |_| crate::contract::Schemas::unknown(),
         }
+    }
+
+    /// Records the message type `M` and reply type `R` of an action registered without
+    /// the macro, for the contract export (`R = ()` for no reply).
+    ///
+    /// ```
+    /// use venturekit_ws::{ActionDef, Ctx, WsError};
+    /// #[derive(serde::Deserialize, schemars::JsonSchema)]
+    /// struct Echo { text: String }
+    /// async fn echo(_ctx: Ctx, msg: Echo) -> Result<String, WsError> { Ok(msg.text) }
+    /// let def = ActionDef::from_fn("echo", echo).with_schemas::<Echo, String>();
+    /// # let _ = def;
+    /// ```
+    #[cfg(feature = "contract")]
+    pub fn with_schemas<M: schemars::JsonSchema, R: schemars::JsonSchema>(mut self) -> Self {
+        self.schemas = crate::contract::schemas_of::<M, R>;
+        self
+    }
+
+    /// The schemas of the message and reply (see [`crate::contract`]).
+    pub fn schemas(&self, generator: &mut crate::contract::SchemaGen) -> crate::contract::Schemas {
+        (self.schemas)(generator)
     }
 
     /// The same action, without the auth guard.

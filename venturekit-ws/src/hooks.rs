@@ -40,6 +40,7 @@ use std::sync::Arc;
 
 /// Why a connection's record was removed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[cfg_attr(feature = "contract", derive(schemars::JsonSchema))]
 #[serde(rename_all = "lowercase")]
 #[non_exhaustive]
 pub enum DisconnectReason {

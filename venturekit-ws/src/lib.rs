@@ -45,6 +45,7 @@ pub mod aws;
 pub mod claims;
 pub mod clock;
 pub mod config;
+pub mod contract;
 pub mod ctx;
 mod decode;
 pub mod delivery;
@@ -78,6 +79,12 @@ pub use protocol::ErrorCode;
 pub use state::{FromCtx, State, States};
 pub use store::{Connection, ConnectionStore, MemoryStore, StoreError};
 pub use topics::{MemoryTopics, TopicRule, TopicStore};
+
+/// The `schemars` crate the contract export uses (feature `contract`): derive
+/// `schemars::JsonSchema` on message and reply types with your own `schemars = "1"`
+/// dependency, or through this re-export with `#[schemars(crate = "venturekit_ws::schemars")]`.
+#[cfg(feature = "contract")]
+pub use schemars;
 
 /// Marks an `async fn` as a WebSocket action.
 ///
@@ -197,6 +204,7 @@ pub mod __private {
     pub use crate::action::{
         Action, ActionDef, ActionFuture, ActionMessage, CtxArg, IntoReply, reply, str_eq,
     };
+    pub use crate::contract::{Probe, ProbeFallback, ProbeSchema, ReplySchema, SchemaGen, Schemas};
     pub use crate::ctx::Ctx;
     pub use crate::state::{FromCtx, StateKey};
     pub use serde::de::IgnoredAny;

@@ -17,6 +17,7 @@ pub const HISTORY_TTL_SECS: i64 = 7 * 24 * 3600;
 
 /// One recorded broadcast.
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "contract", derive(schemars::JsonSchema))]
 pub struct Entry {
     /// The sender's user id.
     pub from: String,

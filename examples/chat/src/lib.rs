@@ -27,7 +27,7 @@ pub mod history;
 pub use history::{Entry, History, HistoryStore, MemoryHistory};
 
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
+use serde_json::Value;
 use venturekit_ws::deploy::AppTable;
 use venturekit_ws::messaging::Scope;
 use venturekit_ws::{
@@ -36,6 +36,7 @@ use venturekit_ws::{
 
 /// `{"action":"broadcast","data":X}`.
 #[derive(Debug, Deserialize)]
+#[cfg_attr(feature = "contract", derive(schemars::JsonSchema))]
 pub struct Broadcast {
     /// Any JSON value.
     pub data: Value,
@@ -43,6 +44,7 @@ pub struct Broadcast {
 
 /// `{"action":"send","to":"bob","data":X}`.
 #[derive(Debug, Deserialize)]
+#[cfg_attr(feature = "contract", derive(schemars::JsonSchema))]
 pub struct Send {
     /// The recipient's user id.
     pub to: String,
@@ -52,6 +54,7 @@ pub struct Send {
 
 /// `{"action":"kick","userId":"bob"}`.
 #[derive(Debug, Deserialize)]
+#[cfg_attr(feature = "contract", derive(schemars::JsonSchema))]
 pub struct Kick {
     /// The user whose connections are closed.
     #[serde(rename = "userId")]
@@ -60,6 +63,7 @@ pub struct Kick {
 
 /// `{"action":"say","room":"room:42","data":X}`.
 #[derive(Debug, Deserialize)]
+#[cfg_attr(feature = "contract", derive(schemars::JsonSchema))]
 pub struct Say {
     /// A room the caller has joined (`vk:join`).
     pub room: String,
@@ -67,11 +71,16 @@ pub struct Say {
     pub data: Value,
 }
 
-/// What recipients receive.
+/// What recipients receive: `{"action":"message","from":U,"data":X}`, plus `"room"` when
+/// said in a room.
 #[derive(Debug, Serialize)]
+#[cfg_attr(feature = "contract", derive(schemars::JsonSchema))]
 pub struct ChatMessage<'a> {
+    #[cfg_attr(feature = "contract", schemars(extend("const" = "message")))]
     action: &'static str,
     from: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    room: Option<&'a str>,
     data: &'a Value,
 }
 
@@ -80,13 +89,38 @@ impl<'a> ChatMessage<'a> {
         ChatMessage {
             action: "message",
             from,
+            room: None,
             data,
         }
     }
 }
 
-/// The reply to `send`.
+/// What a kicked user's connections receive before they are closed.
 #[derive(Debug, Serialize)]
+#[cfg_attr(feature = "contract", derive(schemars::JsonSchema))]
+pub struct KickedNotice<'a> {
+    #[cfg_attr(feature = "contract", schemars(extend("const" = "kicked")))]
+    action: &'static str,
+    /// The admin who kicked.
+    by: &'a str,
+}
+
+/// What the rest of the scope receives when an authenticated connection goes away.
+#[derive(Debug, Serialize)]
+#[cfg_attr(feature = "contract", derive(schemars::JsonSchema))]
+pub struct LeftNotice<'a> {
+    #[cfg_attr(feature = "contract", schemars(extend("const" = "left")))]
+    action: &'static str,
+    /// Who left.
+    #[serde(rename = "userId")]
+    user_id: &'a str,
+    /// Why: `client`, `gone`, `expired` or `closed`.
+    reason: DisconnectReason,
+}
+
+/// The reply to `send` and `say`.
+#[derive(Debug, Serialize)]
+#[cfg_attr(feature = "contract", derive(schemars::JsonSchema))]
 pub struct Delivered {
     action: &'static str,
     /// Connections reached.
@@ -95,7 +129,9 @@ pub struct Delivered {
 
 /// The reply to `history`.
 #[derive(Debug, Serialize)]
+#[cfg_attr(feature = "contract", derive(schemars::JsonSchema))]
 pub struct HistoryReply {
+    #[cfg_attr(feature = "contract", schemars(extend("const" = "history")))]
     action: &'static str,
     /// The last broadcasts of the caller's scope, oldest first.
     pub messages: Vec<Entry>,
@@ -103,7 +139,9 @@ pub struct HistoryReply {
 
 /// The reply to `kick`.
 #[derive(Debug, Serialize)]
+#[cfg_attr(feature = "contract", derive(schemars::JsonSchema))]
 pub struct Kicked {
+    #[cfg_attr(feature = "contract", schemars(extend("const" = "kick")))]
     action: &'static str,
     /// Connections closed.
     pub closed: usize,
@@ -154,7 +192,10 @@ pub async fn send(ctx: Ctx, msg: Send) -> Result<Delivered, WsError> {
 pub async fn say(ctx: Ctx, msg: Say) -> Result<Delivered, WsError> {
     let from = ctx.require_user()?;
     venturekit_ws::topics::check_name(&msg.room).map_err(WsError::bad_request)?;
-    let out = json!({"action": "message", "from": from, "room": msg.room, "data": msg.data});
+    let out = ChatMessage {
+        room: Some(&msg.room),
+        ..ChatMessage::new(from, &msg.data)
+    };
     let Some(report) = ctx.publish_as_member(&msg.room, &out).await? else {
         return Err(WsError::forbidden(format!(
             "join `{}` first: {{\"action\":\"vk:join\",\"topic\":\"{}\"}}",
@@ -184,7 +225,10 @@ pub async fn kick(ctx: Ctx, msg: Kick) -> Result<Kicked, WsError> {
     let scope = ctx.scope();
     let everywhere = ctx.all_tenants();
     let targets = everywhere.get_by_user(&msg.user_id).await?;
-    let notice = json!({"action": "kicked", "by": admin});
+    let notice = KickedNotice {
+        action: "kicked",
+        by: admin,
+    };
     let mut closed = 0;
     for target in targets
         .iter()
@@ -208,7 +252,11 @@ pub async fn announce_leave(record: Connection, reason: DisconnectReason, ctx: H
     let (true, Some(user)) = (record.authenticated, record.user_id.as_deref()) else {
         return;
     };
-    let notice = json!({"action": "left", "userId": user, "reason": reason});
+    let notice = LeftNotice {
+        action: "left",
+        user_id: user,
+        reason,
+    };
     let scope = Scope::of_tenant(record.tenant_id.as_deref());
     if let Err(e) = ctx.all_tenants().broadcast_in(&scope, &notice).await {
         tracing::warn!(error = %e, "announcing a leave failed");
@@ -221,6 +269,12 @@ pub fn configure(app: App, history: History) -> App {
         .sort_key("at")
         .ttl("ttl")
         .allow(&["dynamodb:PutItem", "dynamodb:Query"]);
+    #[cfg(feature = "contract")]
+    let app = app
+        .version(env!("CARGO_PKG_VERSION"))
+        .server_message::<ChatMessage<'static>>("message")
+        .server_message::<KickedNotice<'static>>("kicked")
+        .server_message::<LeftNotice<'static>>("left");
     app.state(history)
         .app_table(history_table)
         .actions(actions![broadcast, send, history, kick, say])

@@ -3,13 +3,17 @@
 //! notices of the disconnect hook, expiry in virtual time, and injected faults.
 //!
 //! Every scenario runs twice: in process (no sockets, no sleeps) and over real WebSockets
-//! against the local server, with the same test body.
+//! against the local server, with the same test body. Every frame the scenarios send is
+//! then judged alike by serde, its JSON Schema and the AsyncAPI document.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use serde_json::json;
 use std::time::Duration;
 use venturekit_ws::testing::{TestKit, User};
+
+#[path = "support/contract.rs"]
+mod support;
 
 fn app() -> venturekit_ws::App {
     chat::app().expect("the chat app builds")
@@ -22,15 +26,26 @@ macro_rules! both_ways {
         mod $scenario {
             #[tokio::test]
             async fn in_process() {
-                super::$scenario(venturekit_ws::testing::TestKit::new(super::app()).unwrap()).await;
+                let kit = venturekit_ws::testing::TestKit::new(super::app()).unwrap();
+                super::$scenario(&kit).await;
+                super::every_sent_frame_fits_the_contract(&kit).await;
             }
             #[tokio::test]
             async fn over_sockets() {
                 let kit = venturekit_ws::testing::TestKit::over_sockets(super::app()).await.unwrap();
-                super::$scenario(kit).await;
+                super::$scenario(&kit).await;
             }
         }
     )*};
+}
+
+/// Every frame a scenario sent is judged alike by serde, its JSON Schema and the AsyncAPI
+/// document (see `tests/contract.rs`).
+async fn every_sent_frame_fits_the_contract(kit: &TestKit) {
+    let checker = support::Checker::new().await;
+    for frame in kit.sent_frames() {
+        checker.agree(&frame).await;
+    }
 }
 
 both_ways!(
@@ -46,7 +61,7 @@ both_ways!(
 
 const QUIET: Duration = Duration::from_millis(100);
 
-async fn auth_failures_have_their_codes(kit: TestKit) {
+async fn auth_failures_have_their_codes(kit: &TestKit) {
     let c = kit.connect("mallory").await;
     for (message, code) in [
         (json!({"action": "auth"}), "bad_request"),
@@ -87,7 +102,7 @@ async fn auth_failures_have_their_codes(kit: TestKit) {
     other.assert_no_push(QUIET).await;
 }
 
-async fn windows_and_sessions_expire_in_virtual_time(kit: TestKit) {
+async fn windows_and_sessions_expire_in_virtual_time(kit: &TestKit) {
     // The 30 s authentication window.
     let late = kit.connect("late").await;
     kit.advance(Duration::from_secs(31));
@@ -121,7 +136,7 @@ async fn windows_and_sessions_expire_in_virtual_time(kit: TestKit) {
     kit.assert_no_connection(&bob).await;
 }
 
-async fn broadcast_stays_in_the_tenant(kit: TestKit) {
+async fn broadcast_stays_in_the_tenant(kit: &TestKit) {
     let alice = kit.authed(User::new("alice").tenant("acme")).await;
     let bob = kit.authed(User::new("bob").tenant("acme")).await;
     let gus = kit.authed(User::new("gus").tenant("globex")).await;
@@ -149,7 +164,7 @@ async fn broadcast_stays_in_the_tenant(kit: TestKit) {
     }
 }
 
-async fn send_reaches_every_device_of_the_user_in_scope(kit: TestKit) {
+async fn send_reaches_every_device_of_the_user_in_scope(kit: &TestKit) {
     let alice = kit.authed(User::new("alice").tenant("acme")).await;
     let bob_phone = kit.authed(User::new("bob").tenant("acme")).await;
     let bob_laptop = kit.authed(User::new("bob").tenant("acme")).await;
@@ -189,7 +204,7 @@ async fn send_reaches_every_device_of_the_user_in_scope(kit: TestKit) {
     assert_eq!(reply["delivered"], 1, "{reply}");
 }
 
-async fn history_is_per_scope_oldest_first(kit: TestKit) {
+async fn history_is_per_scope_oldest_first(kit: &TestKit) {
     let alice = kit.authed(User::new("alice").tenant("acme")).await;
     let gus = kit.authed(User::new("gus").tenant("globex")).await;
     for i in 0..55 {
@@ -212,7 +227,7 @@ async fn history_is_per_scope_oldest_first(kit: TestKit) {
     assert_eq!(theirs["messages"].as_array().unwrap().len(), 1, "{theirs}");
 }
 
-async fn only_admins_kick_and_the_scope_hears_why(kit: TestKit) {
+async fn only_admins_kick_and_the_scope_hears_why(kit: &TestKit) {
     let bob1 = kit.authed(User::new("bob").tenant("acme")).await;
     let bob2 = kit.authed(User::new("bob").tenant("acme")).await;
     let bob_elsewhere = kit.authed(User::new("bob").tenant("globex")).await;
@@ -253,7 +268,7 @@ async fn only_admins_kick_and_the_scope_hears_why(kit: TestKit) {
         .await;
 }
 
-async fn rooms_have_presence_and_members_only_speech(kit: TestKit) {
+async fn rooms_have_presence_and_members_only_speech(kit: &TestKit) {
     let alice = kit.authed(User::new("alice").tenant("acme")).await;
     let bob = kit.authed(User::new("bob").tenant("acme")).await;
     let carol = kit.authed(User::new("carol").tenant("acme")).await;
@@ -343,7 +358,7 @@ async fn rooms_have_presence_and_members_only_speech(kit: TestKit) {
     assert_eq!(present, ["bob"]);
 }
 
-async fn gone_throttled_and_failing_deliveries(kit: TestKit) {
+async fn gone_throttled_and_failing_deliveries(kit: &TestKit) {
     let alice = kit.authed(User::new("alice").tenant("acme")).await;
     let bob = kit.authed(User::new("bob").tenant("acme")).await;
     let carol = kit.authed(User::new("carol").tenant("acme")).await;

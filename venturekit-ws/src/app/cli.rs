@@ -44,6 +44,13 @@ enum Command {
         #[arg(long)]
         code_uri: Option<String>,
     },
+    /// Write the contract: asyncapi.json (AsyncAPI 3.0.0), schemas/ (JSON Schema of every
+    /// message) and client.ts (a typed TypeScript client).
+    Contract {
+        /// The directory to write into (created if needed).
+        #[arg(long)]
+        out: std::path::PathBuf,
+    },
     /// Print a development JWT signed with the configured HS256 secret.
     Token {
         /// The user id (`sub`).
@@ -107,6 +114,7 @@ impl App {
             Some(Command::Template { env, out, code_uri }) => {
                 self.write_template(&env, out.as_deref(), code_uri)
             }
+            Some(Command::Contract { out }) => self.write_contract(&out),
             Some(Command::Token {
                 sub,
                 tenants,
@@ -125,6 +133,40 @@ impl App {
                 claims: claims.into_iter().collect(),
             }),
         }
+    }
+
+    #[cfg(feature = "contract")]
+    fn write_contract(&self, dir: &std::path::Path) -> Result<(), Error> {
+        let contract = self.contract();
+        let untyped: Vec<&str> = contract
+            .actions
+            .iter()
+            .filter(|a| !a.typed)
+            .map(|a| a.name.as_str())
+            .collect();
+        let written = contract.write(dir).map_err(|e| {
+            Error::Io(std::io::Error::new(
+                e.kind(),
+                format!("writing the contract into {}: {e}", dir.display()),
+            ))
+        })?;
+        for file in &written {
+            eprintln!("wrote {}", dir.join(file).display());
+        }
+        if !untyped.is_empty() {
+            eprintln!(
+                "note: {} described loosely: derive schemars::JsonSchema on their message and reply types (or use ActionDef::with_schemas)",
+                untyped.join(", ")
+            );
+        }
+        Ok(())
+    }
+
+    #[cfg(not(feature = "contract"))]
+    fn write_contract(&self, _dir: &std::path::Path) -> Result<(), Error> {
+        Err(Error::Config(
+            "this build has no contract export: enable venturekit-ws's `contract` feature (and derive schemars::JsonSchema on the message and reply types)".into(),
+        ))
     }
 
     async fn run_lambda(self) -> Result<(), Error> {

@@ -48,6 +48,9 @@ pub struct App {
     topic_rules: Vec<crate::topics::TopicRule>,
     topic_store: Option<Arc<dyn crate::topics::TopicStore>>,
     clock: crate::clock::Clock,
+    version: Option<String>,
+    #[cfg_attr(not(feature = "contract"), allow(dead_code))]
+    server_messages: Vec<(String, serde_json::Value)>,
 }
 
 impl std::fmt::Debug for App {
@@ -90,6 +93,8 @@ impl App {
             topic_rules: Vec::new(),
             topic_store: None,
             clock: crate::clock::Clock::system(),
+            version: None,
+            server_messages: Vec::new(),
         }
     }
 
@@ -269,6 +274,52 @@ impl App {
     pub fn store(mut self, store: Arc<dyn ConnectionStore>) -> Self {
         self.store = Some(store);
         self
+    }
+
+    /// The app's version, for the contract (`.version(env!("CARGO_PKG_VERSION"))`).
+    pub fn version(mut self, version: impl Into<String>) -> Self {
+        self.version = Some(version.into());
+        self
+    }
+
+    /// Declares a frame the server pushes (not a reply), for the contract: its `action`
+    /// value and its type.
+    ///
+    /// ```
+    /// # use venturekit_ws::{App, Config};
+    /// #[derive(serde::Serialize, schemars::JsonSchema)]
+    /// struct Message { action: &'static str, from: String, text: String }
+    /// let app = App::new(Config::default()).server_message::<Message>("message");
+    /// assert!(app.contract().push("message").is_some());
+    /// ```
+    #[cfg(feature = "contract")]
+    pub fn server_message<T: schemars::JsonSchema>(self, action: &str) -> Self {
+        use crate::contract::ProbeSchema;
+        let mut generator = crate::contract::SchemaGen::new();
+        let schema = crate::contract::Probe::<T>::new()
+            .reply_schema(&mut generator)
+            .unwrap_or_default();
+        self.server_message_schema(action, schema)
+    }
+
+    /// Declares a frame the server pushes with a hand-written JSON Schema (draft-07).
+    #[cfg(feature = "contract")]
+    pub fn server_message_schema(mut self, action: &str, schema: serde_json::Value) -> Self {
+        self.server_messages.push((action.to_owned(), schema));
+        self
+    }
+
+    /// The contract: every action's message and reply, and the pushed frames (see
+    /// [`crate::contract`]).
+    #[cfg(feature = "contract")]
+    pub fn contract(&self) -> crate::contract::Contract {
+        crate::contract::Contract::build(
+            &self.binary_name(),
+            self.version.as_deref().unwrap_or("0.0.0"),
+            &self.actions,
+            !self.topic_rules.is_empty(),
+            self.server_messages.clone(),
+        )
     }
 
     /// Reads time from `clock` instead of the system clock: the authentication window,

@@ -111,6 +111,13 @@ impl TestClient {
         if let Some(closed) = self.inbox.lock().closed.clone() {
             panic!("{}: cannot send, the connection is {closed}", self.label);
         }
+        if let Ok(frame) = serde_json::from_str::<Value>(text) {
+            self.kit
+                .sent
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push(frame);
+        }
         match (&self.conn, &self.kit.backend) {
             (Conn::InProcess { connected_at }, Backend::InProcess(p)) => {
                 let event = p.events.message(&self.id, *connected_at, text);

@@ -233,6 +233,7 @@ pub(crate) struct Kit {
     config: Config,
     backend: Backend,
     clients: Mutex<Vec<Registered>>,
+    sent: Mutex<Vec<Value>>,
     next_ref: AtomicU64,
     wait: Option<Duration>,
 }
@@ -365,6 +366,7 @@ impl TestKit {
                     events: EventBuilder::default(),
                 })),
                 clients: Mutex::new(Vec::new()),
+                sent: Mutex::new(Vec::new()),
                 next_ref: AtomicU64::new(1),
                 wait: None,
             }),
@@ -393,6 +395,7 @@ impl TestKit {
                 config: app.config().clone(),
                 backend: Backend::Sockets(server),
                 clients: Mutex::new(Vec::new()),
+                sent: Mutex::new(Vec::new()),
                 next_ref: AtomicU64::new(1),
                 wait: Some(DEFAULT_WAIT),
             }),
@@ -478,6 +481,16 @@ impl TestKit {
             Backend::Sockets(server) => server.dispatcher.sweep(&server.messenger).await,
         };
         report.unwrap_or_else(|e| panic!("the sweep failed: {e}"))
+    }
+
+    /// Every frame the kit's clients sent, in order (JSON frames only): for checking them
+    /// against a contract, say.
+    pub fn sent_frames(&self) -> Vec<Value> {
+        self.kit
+            .sent
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// The failures to inject.
