@@ -33,7 +33,9 @@
 //! the auth guard, roles and scopes, the sweeper), [`auth`] (JWT and the tenant rule),
 //! [`claims`] (kept claims), [`store`] (connection records), [`delivery`] and [`messaging`]
 //! (posting and fan-out), [`local`] (the emulator), [`protocol`] (frames, `ref`), [`aws`]
-//! (DynamoDB and the management API), [`lambda`], [`deploy`] (`venturekit.toml`, templates).
+//! (DynamoDB and the management API), [`lambda`], [`deploy`] (`venturekit.toml`, templates),
+//! [`clock`] (time, injectable), [`contract`] (AsyncAPI, JSON Schemas and a TypeScript client;
+//! feature `contract`), and `testing` (the test kit for your actions; feature `testing`).
 //!
 //! The protocol reference is `docs/PROTOCOL.md` in the repository; the README has a
 //! walkthrough of a second app (state, roles, hooks, `ref`, scoped sending, topics).
