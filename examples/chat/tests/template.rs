@@ -15,7 +15,7 @@ fn committed(env: &str) -> PathBuf {
 #[test]
 fn committed_templates_are_up_to_date() {
     let app = chat::app().unwrap();
-    for env in ["dev", "prod"] {
+    for env in ["dev", "prod", "validated"] {
         let generated = app.template(env, CODE_URI).unwrap();
         let on_disk = std::fs::read_to_string(committed(env)).unwrap_or_default();
         assert!(
@@ -214,6 +214,7 @@ fn cfn_lint_finds_no_errors() {
     let out = std::process::Command::new(cfn_lint())
         .arg(committed("dev"))
         .arg(committed("prod"))
+        .arg(committed("validated"))
         .output()
         .expect("running cfn-lint failed");
     assert!(
@@ -233,7 +234,61 @@ fn template_errors_are_precise() {
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
-        stderr.contains("no environment `staging`; defined: `bench`, `dev`, `prod`"),
+        stderr.contains("no environment `staging`; defined: `bench`, `dev`, `prod`, `validated`"),
         "{stderr}"
     );
+}
+
+#[test]
+fn request_validation_adds_a_validated_route_per_action_with_a_draft_04_model() {
+    let app = chat::app().unwrap();
+    let plain = app.template_value("prod", CODE_URI).unwrap();
+    assert!(
+        resources_of_type(&plain, "AWS::ApiGatewayV2::Model").is_empty(),
+        "off by default"
+    );
+    let t = app.template_value("validated", CODE_URI).unwrap();
+    let models = resources_of_type(&t, "AWS::ApiGatewayV2::Model");
+    let actions = [
+        "auth",
+        "ping",
+        "vk:join",
+        "vk:leave",
+        "broadcast",
+        "history",
+        "kick",
+        "say",
+        "send",
+    ];
+    assert_eq!(models.len(), actions.len());
+    let routes: Vec<_> = resources_of_type(&t, "AWS::ApiGatewayV2::Route")
+        .into_iter()
+        .filter(|(_, r)| r["Properties"]["RequestModels"].is_object())
+        .collect();
+    for action in actions {
+        let (name, route) = routes
+            .iter()
+            .find(|(_, r)| r["Properties"]["RouteKey"] == action)
+            .unwrap_or_else(|| panic!("no validated route for {action}"));
+        let model = route["Properties"]["RequestModels"]["$default"]
+            .as_str()
+            .unwrap();
+        assert_eq!(route["Properties"]["ModelSelectionExpression"], "$default");
+        let schema = &t["Resources"][model]["Properties"]["Schema"];
+        assert_eq!(schema["$schema"], "http://json-schema.org/draft-04/schema#");
+        assert_eq!(
+            schema["properties"]["action"]["enum"],
+            json!([action]),
+            "{name}"
+        );
+        assert!(
+            t["Resources"]["Deployment"]["DependsOn"]
+                .as_array()
+                .unwrap()
+                .contains(&json!(name)),
+            "the deployment waits for {name}"
+        );
+        // draft-04 has no `const`.
+        assert!(!schema.to_string().contains("\"const\""), "{schema}");
+    }
 }

@@ -15,6 +15,11 @@ impl App {
     /// The template of environment `env` as a JSON value (for inspection and tests).
     pub fn template_value(&self, env: &str, code_uri: &str) -> Result<serde_json::Value, Error> {
         let (app, binary, settings) = self.deploy_target(env)?;
+        let models = if settings.websocket.validate_requests {
+            self.request_models()?
+        } else {
+            Vec::new()
+        };
         Ok(crate::deploy::template_value(
             &app,
             &binary,
@@ -22,6 +27,37 @@ impl App {
             code_uri,
             &self.app_tables,
             !self.topic_rules.is_empty(),
+            &models,
+        ))
+    }
+
+    /// Each action's message schema, for API Gateway request validation.
+    #[cfg(feature = "contract")]
+    fn request_models(&self) -> Result<Vec<(String, serde_json::Value)>, Error> {
+        let contract = self.contract();
+        let loose: Vec<&str> = contract
+            .actions
+            .iter()
+            .filter(|a| !a.typed)
+            .map(|a| a.name.as_str())
+            .collect();
+        if !loose.is_empty() {
+            return Err(Error::Config(format!(
+                "websocket.validateRequests = true, but these actions have no message schema: {} (derive schemars::JsonSchema on their message types)",
+                loose.join(", ")
+            )));
+        }
+        Ok(contract
+            .actions
+            .into_iter()
+            .map(|a| (a.name, a.message))
+            .collect())
+    }
+
+    #[cfg(not(feature = "contract"))]
+    fn request_models(&self) -> Result<Vec<(String, serde_json::Value)>, Error> {
+        Err(Error::Config(
+            "websocket.validateRequests = true needs the message schemas: enable venturekit-ws's `contract` feature for the `template` command".into(),
         ))
     }
 

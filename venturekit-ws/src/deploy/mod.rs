@@ -179,6 +179,7 @@ struct RawWebSocket {
     idle_timeout_sec: Option<i64>,
     throttle_rate_limit: Option<i64>,
     throttle_burst_limit: Option<i64>,
+    validate_requests: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -214,6 +215,9 @@ pub struct WebSocketSettings {
     pub throttle_rate_limit: u32,
     /// Stage throttling: burst.
     pub throttle_burst_limit: u32,
+    /// API Gateway validates each action's message against its JSON Schema before the
+    /// function runs (`validateRequests`, off by default; needs the `contract` feature).
+    pub validate_requests: bool,
 }
 
 impl WebSocketSettings {
@@ -395,6 +399,7 @@ fn validate_env(name: &str, raw: RawEnv) -> Result<EnvConfig, String> {
         )?,
         throttle_rate_limit: rate,
         throttle_burst_limit: burst,
+        validate_requests: ws.validate_requests.unwrap_or(false),
     };
     let architecture = match raw.lambda.architecture.as_deref() {
         None | Some("arm64") => "arm64".to_owned(),

@@ -32,6 +32,90 @@ fn route(key: &str) -> Value {
     })
 }
 
+/// Rewrites a draft-07 schema as draft-04, the dialect of API Gateway models: `const`
+/// becomes a one-value `enum`; `$schema` is set to draft-04.
+pub(crate) fn draft04(schema: &Value) -> Value {
+    fn rewrite(value: &Value) -> Value {
+        match value {
+            Value::Object(object) => {
+                let mut out = serde_json::Map::new();
+                for (key, value) in object {
+                    match key.as_str() {
+                        "const" => {
+                            out.insert("enum".into(), Value::Array(vec![value.clone()]));
+                        }
+                        "$schema" | "examples" => {}
+                        // Property names are data, not keywords.
+                        "properties" => {
+                            let properties = value
+                                .as_object()
+                                .map(|p| {
+                                    p.iter()
+                                        .map(|(name, schema)| (name.clone(), rewrite(schema)))
+                                        .collect()
+                                })
+                                .unwrap_or_default();
+                            out.insert(key.clone(), Value::Object(properties));
+                        }
+                        _ => {
+                            out.insert(key.clone(), rewrite(value));
+                        }
+                    }
+                }
+                Value::Object(out)
+            }
+            Value::Array(items) => Value::Array(items.iter().map(rewrite).collect()),
+            other => other.clone(),
+        }
+    }
+    let mut schema = rewrite(schema);
+    if let Value::Object(object) = &mut schema {
+        object.insert(
+            "$schema".into(),
+            "http://json-schema.org/draft-04/schema#".into(),
+        );
+    }
+    schema
+}
+
+/// A route per action whose message API Gateway validates against a model, before the
+/// function runs (`websocket.validateRequests`).
+fn add_request_models(resources: &mut Value, models: &[(String, Value)]) -> Vec<String> {
+    let mut routes = Vec::new();
+    for (action, schema) in models {
+        let id: String = action
+            .split(|c: char| !c.is_ascii_alphanumeric())
+            .filter(|part| !part.is_empty())
+            .map(|part| {
+                let mut chars = part.chars();
+                chars
+                    .next()
+                    .map(|c| c.to_ascii_uppercase().to_string() + chars.as_str())
+                    .unwrap_or_default()
+            })
+            .collect();
+        let model = format!("{id}Model");
+        let route = format!("{id}Route");
+        resources[&model] = json!({
+            "Type": "AWS::ApiGatewayV2::Model",
+            "Properties": {
+                "ApiId": reference("WebSocketApi"),
+                "ContentType": "application/json",
+                "Name": model,
+                "Description": format!("The `{action}` message"),
+                "Schema": draft04(schema)
+            }
+        });
+        let mut definition = self::route(action);
+        definition["Properties"]["ModelSelectionExpression"] = json!("$default");
+        definition["Properties"]["RequestModels"] = json!({ "$default": model });
+        definition["DependsOn"] = json!([model]);
+        resources[&route] = definition;
+        routes.push(route);
+    }
+    routes
+}
+
 /// A template as the text written to disk: pretty-printed JSON and a final newline.
 pub fn to_text(template: &Value) -> String {
     // Serializing a JSON value cannot fail.
@@ -51,6 +135,7 @@ pub fn template_value(
     code_uri: &str,
     tables: &[AppTable],
     topics: bool,
+    models: &[(String, Value)],
 ) -> Value {
     let stage = &env.name;
     let ws = &env.websocket;
@@ -195,6 +280,10 @@ pub fn template_value(
     }
     if topics {
         add_topics_table(&mut resources);
+    }
+    let routes = add_request_models(&mut resources, models);
+    if let Some(Value::Array(depends)) = resources["Deployment"].get_mut("DependsOn") {
+        depends.extend(routes.into_iter().map(Value::String));
     }
     json!({
         "AWSTemplateFormatVersion": "2010-09-09",
