@@ -128,6 +128,14 @@ fn reply_with_ref(name: &str, reply: &ReplySchema) -> Value {
             json!({"description": "not described (the reply type does not derive JsonSchema)"})
         }
         ReplySchema::Nothing => envelope("ok", json!({"const": true})),
+        // Any JSON (`serde_json::Value`): mostly an object, with `ref` merged in; the
+        // `{"action","ref","data"}` wrapper of other values fits the same shape.
+        ReplySchema::Value(schema) if is_any(schema) => json!({
+            "type": "object",
+            "properties": {"ref": ref_schema()},
+            "required": ["ref"],
+            "additionalProperties": true
+        }),
         ReplySchema::Value(schema) if schema.get("properties").is_some() => {
             let mut schema = schema.clone();
             if let Some(Value::Object(properties)) = schema.get_mut("properties") {
@@ -144,6 +152,17 @@ fn reply_with_ref(name: &str, reply: &ReplySchema) -> Value {
             schema
         }
         ReplySchema::Value(schema) => envelope("data", schema.clone()),
+    }
+}
+
+/// Whether `schema` accepts any value (`true`, or no constraining keyword).
+fn is_any(schema: &Value) -> bool {
+    match schema {
+        Value::Bool(true) => true,
+        Value::Object(object) => object
+            .keys()
+            .all(|k| matches!(k.as_str(), "title" | "description" | "$schema")),
+        _ => false,
     }
 }
 
