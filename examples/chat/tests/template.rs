@@ -95,8 +95,16 @@ fn template_structure() {
     assert_eq!(vars["VK_WS_TABLE"], json!({"Ref": "ConnectionsTable"}));
     assert_eq!(
         vars["VK_WS_JWT_SECRET"],
-        json!({"Ref": "JwtSecret"}),
-        "secrets come from parameters"
+        json!({"Fn::If": [
+            "HasJwtSecretArn",
+            {"Fn::Sub": "{{resolve:secretsmanager:${JwtSecretArn}:SecretString}}"},
+            {"Fn::If": [
+                "HasJwtSecretParameter",
+                {"Fn::Sub": "{{resolve:ssm:${JwtSecretParameter}}}"},
+                {"Ref": "JwtSecret"}
+            ]}
+        ]}),
+        "secrets come from Secrets Manager, Parameter Store or a parameter, never literals"
     );
     assert_eq!(t["Parameters"]["JwtSecret"]["NoEcho"], true);
 
@@ -134,7 +142,7 @@ fn template_structure() {
     let rule = &t["Rules"]["JwtConfigured"]["Assertions"][0];
     assert_eq!(
         rule["Assert"]["Fn::Or"].as_array().unwrap().len(),
-        3,
+        5,
         "{rule}"
     );
 
