@@ -7,8 +7,9 @@
 #
 # moto (PyPI `moto[server]`) and cfn-lint are installed into .venv on first run; moto is
 # started on a free loopback port. The npm packages of the contract checks are installed
-# into tools/node/node_modules (scripts/node.sh; needs Node 18+). The tests find them through
-# VK_TEST_MOTO_ENDPOINT, VK_TEST_CFN_LINT and VK_TEST_NODE_TOOLS.
+# into tools/node/node_modules (scripts/node.sh; needs Node 18+), and Debian's chromium for
+# the dev console test (scripts/chromium.sh, with apt-get as root when missing). The tests find
+# them through VK_TEST_MOTO_ENDPOINT, VK_TEST_CFN_LINT, VK_TEST_NODE_TOOLS and VK_TEST_CHROMIUM.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 pidfile=$(mktemp)
@@ -22,6 +23,9 @@ scripts/venv.sh
 # The contract checks' Node packages (AsyncAPI parser, TypeScript, ws) into tools/node.
 VK_TEST_NODE_TOOLS=$(scripts/node.sh)
 export VK_TEST_NODE_TOOLS
+# Debian's chromium for the dev console's browser test (installed when missing).
+VK_TEST_CHROMIUM=$(scripts/chromium.sh)
+export VK_TEST_CHROMIUM
 VK_TEST_MOTO_ENDPOINT=$(scripts/moto.sh "$pidfile")
 export VK_TEST_MOTO_ENDPOINT
 export VK_TEST_CFN_LINT="$PWD/.venv/bin/cfn-lint"

@@ -137,3 +137,52 @@ async fn a_browser_gets_the_dev_console() {
     assert!(r.body.contains("venturekit-ws dev console"));
     assert!(r.body.contains("new WebSocket"));
 }
+
+#[tokio::test]
+async fn dev_tokens_only_with_the_public_dev_secret() {
+    // A real key: the console's dev-token endpoint refuses.
+    let server = start_chat().await;
+    let r = http(server.addr, "POST", "/_vk/token", br#"{"sub":"alice"}"#).await;
+    assert_eq!(r.status, 403, "{}", r.body);
+    assert!(r.body.contains("public development secret"), "{}", r.body);
+    // The dev secret: a token for the user, tenant and roles asked for, which authenticates.
+    let server = start(chat_app(venturekit_ws::Config::default())).await;
+    let r = http(
+        server.addr,
+        "POST",
+        "/_vk/token",
+        br#"{"sub":"ann","tenant":"acme","roles":["admin"]}"#,
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let token = serde_json::from_str::<serde_json::Value>(&r.body).unwrap()["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let mut c = Client::connect(server.addr).await;
+    c.send(serde_json::json!({"action": "auth", "token": token}))
+        .await;
+    let reply = c.recv().await;
+    assert_eq!(reply["userId"], "ann");
+    assert_eq!(reply["tenantId"], "acme");
+    // The action picker's catalog: every action with an example message.
+    let r = http(server.addr, "GET", "/_vk/actions", b"").await;
+    let list: serde_json::Value = serde_json::from_str(&r.body).unwrap();
+    let send = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["action"] == "send")
+        .unwrap();
+    assert_eq!(
+        send["example"],
+        serde_json::json!({"action": "send", "to": "text", "data": "any JSON"})
+    );
+    let kick = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["action"] == "kick")
+        .unwrap();
+    assert_eq!(kick["roles"], serde_json::json!(["admin"]));
+}

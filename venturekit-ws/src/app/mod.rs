@@ -446,7 +446,42 @@ impl App {
                 env.websocket.throttle_burst_limit,
             ));
         }
-        LocalServer::bind(dispatcher, &config, addr).await
+        Ok(LocalServer::bind(dispatcher, &config, addr)
+            .await?
+            .with_catalog(self.console_catalog()))
+    }
+
+    /// The dev console's action picker: each action, who may call it, and an example
+    /// message (from its schema with the `contract` feature, else just its name).
+    fn console_catalog(&self) -> serde_json::Value {
+        #[cfg(feature = "contract")]
+        let examples: std::collections::HashMap<String, serde_json::Value> =
+            self.contract().examples().into_iter().collect();
+        #[cfg(not(feature = "contract"))]
+        let examples: std::collections::HashMap<String, serde_json::Value> =
+            std::collections::HashMap::new();
+        let entry = |name: &str, public: bool, roles: &[&str]| {
+            let example = examples
+                .get(name)
+                .cloned()
+                .unwrap_or_else(|| serde_json::json!({ "action": name }));
+            serde_json::json!({"action": name, "public": public, "roles": roles, "example": example})
+        };
+        let mut list = vec![entry("ping", true, &[])];
+        if !self.topic_rules.is_empty() {
+            list.push(entry("vk:join", false, &[]));
+            list.push(entry("vk:leave", false, &[]));
+        }
+        let mut actions: Vec<&ActionDef> = self
+            .actions
+            .iter()
+            .filter(|a| !a.name().starts_with(crate::action::RESERVED_PREFIX))
+            .collect();
+        actions.sort_by_key(|a| a.name());
+        for def in actions {
+            list.push(entry(def.name(), def.is_public(), def.roles()));
+        }
+        serde_json::Value::Array(list)
     }
 
     fn binary_name(&self) -> String {

@@ -265,6 +265,15 @@ impl Contract {
         }
     }
 
+    /// An example message of each action, from its schema (required fields, placeholder
+    /// values), for the dev console's action picker.
+    pub fn examples(&self) -> Vec<(String, Value)> {
+        self.actions
+            .iter()
+            .map(|a| (a.name.clone(), example(&a.message, 0)))
+            .collect()
+    }
+
     /// The action named `name`.
     pub fn action(&self, name: &str) -> Option<&ActionContract> {
         self.actions.iter().find(|a| a.name == name)
@@ -460,6 +469,59 @@ impl Contract {
         std::fs::write(dir.join("client.ts"), self.typescript())?;
         written.push("client.ts".to_owned());
         Ok(written)
+    }
+}
+
+/// A value fitting `schema`: constants, the first of an enum or union, placeholders by type,
+/// and only the required fields of objects.
+fn example(schema: &Value, depth: usize) -> Value {
+    let Value::Object(object) = schema else {
+        return Value::Null;
+    };
+    if depth > 8 {
+        return Value::Null;
+    }
+    if let Some(value) = object.get("const") {
+        return value.clone();
+    }
+    if let Some(first) = object.get("enum").and_then(|e| e.get(0)) {
+        return first.clone();
+    }
+    for key in ["oneOf", "anyOf"] {
+        if let Some(first) = object.get(key).and_then(|b| b.get(0)) {
+            return example(first, depth + 1);
+        }
+    }
+    let kind = match object.get("type") {
+        Some(Value::String(t)) => t.as_str(),
+        Some(Value::Array(types)) => types.first().and_then(Value::as_str).unwrap_or(""),
+        _ if object.contains_key("properties") => "object",
+        _ => "",
+    };
+    match kind {
+        "object" => {
+            let required: Vec<&str> = object
+                .get("required")
+                .and_then(Value::as_array)
+                .map(|r| r.iter().filter_map(Value::as_str).collect())
+                .unwrap_or_default();
+            let mut out = Map::new();
+            if let Some(Value::Object(properties)) = object.get("properties") {
+                for (name, property) in properties {
+                    if required.contains(&name.as_str()) {
+                        out.insert(name.clone(), example(property, depth + 1));
+                    }
+                }
+            }
+            Value::Object(out)
+        }
+        "string" => Value::String("text".into()),
+        "integer" | "number" => json!(0),
+        "boolean" => Value::Bool(false),
+        "array" => json!([]),
+        "null" => Value::Null,
+        // Any JSON.
+        _ => Value::String("any JSON".into()),
     }
 }
 

@@ -194,6 +194,25 @@ impl Dispatcher {
         self
     }
 
+    /// The registered actions, by name: (name, public, roles, scopes).
+    pub fn action_list(
+        &self,
+    ) -> Vec<(
+        &'static str,
+        bool,
+        &'static [&'static str],
+        &'static [&'static str],
+    )> {
+        let mut list: Vec<_> = self
+            .actions
+            .values()
+            .filter(|a| !a.name().starts_with(crate::action::RESERVED_PREFIX))
+            .map(|a| (a.name(), a.is_public(), a.roles(), a.scopes()))
+            .collect();
+        list.sort_by_key(|a| a.0);
+        list
+    }
+
     /// The clock the dispatcher reads time from.
     pub fn clock(&self) -> &Clock {
         &self.clock

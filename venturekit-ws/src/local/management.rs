@@ -177,6 +177,80 @@ pub(super) async fn list_connections(State(shared): State<Arc<Shared>>) -> Respo
     Json(all).into_response()
 }
 
+/// `GET /_vk/actions`: the dev console's action picker.
+pub(super) async fn list_actions(State(shared): State<Arc<Shared>>) -> Response {
+    if !shared.catalog.is_null() {
+        return Json(shared.catalog.clone()).into_response();
+    }
+    let mut list = vec![serde_json::json!({
+        "action": "ping", "public": true, "roles": [], "example": {"action": "ping"}
+    })];
+    for (name, public, roles, _) in shared.dispatcher.action_list() {
+        list.push(serde_json::json!({
+            "action": name, "public": public, "roles": roles, "example": {"action": name}
+        }));
+    }
+    Json(list).into_response()
+}
+
+/// What `POST /_vk/token` takes.
+#[derive(serde::Deserialize)]
+pub(super) struct TokenRequest {
+    sub: String,
+    #[serde(default)]
+    tenant: Option<String>,
+    #[serde(default)]
+    roles: Vec<String>,
+}
+
+/// `POST /_vk/token` `{"sub","tenant"?,"roles"?}`: a one-hour dev token, only while the
+/// server uses the public development secret (never with a real key), to loopback peers.
+pub(super) async fn mint_token(State(shared): State<Arc<Shared>>, body: Bytes) -> Response {
+    let Some(config) = &shared.dev_tokens else {
+        return aws_error(
+            StatusCode::FORBIDDEN,
+            "ForbiddenException",
+            "dev tokens are minted only with the public development secret; this server has a real key (mint with `cargo run -- token`)",
+        );
+    };
+    let request: TokenRequest = match serde_json::from_slice(&body) {
+        Ok(request) => request,
+        Err(e) => {
+            return aws_error(
+                StatusCode::BAD_REQUEST,
+                "BadRequestException",
+                &format!("expected {{\"sub\":…,\"tenant\"?:…,\"roles\"?:[…]}}: {e}"),
+            );
+        }
+    };
+    if request.sub.is_empty() || request.sub.len() > crate::auth::MAX_ID_BYTES {
+        return aws_error(
+            StatusCode::BAD_REQUEST,
+            "BadRequestException",
+            "`sub` must be 1 to 1024 bytes",
+        );
+    }
+    let spec = crate::auth::DevToken {
+        sub: request.sub,
+        tenants: request
+            .tenant
+            .filter(|t| !t.is_empty())
+            .into_iter()
+            .collect(),
+        roles: request.roles,
+        ..Default::default()
+    };
+    let now = shared.dispatcher.clock().now_secs();
+    match crate::auth::mint_dev_token_at(crate::config::DEV_SECRET.as_bytes(), &spec, config, now) {
+        Ok(token) => Json(serde_json::json!({ "token": token })).into_response(),
+        Err(e) => aws_error(
+            StatusCode::BAD_REQUEST,
+            "BadRequestException",
+            &e.to_string(),
+        ),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::admin_allowed;

@@ -171,6 +171,10 @@ struct Shared {
     api_token: Option<String>,
     ordered: bool,
     sweeper: bool,
+    /// The dev console's action picker: `[{"action","public","roles","example"}]`.
+    catalog: serde_json::Value,
+    /// Mints dev tokens (`POST /_vk/token`) when the server uses the public dev secret.
+    dev_tokens: Option<Config>,
 }
 
 impl Shared {
@@ -240,6 +244,9 @@ impl LocalServer {
             api_token: config.local_api_token.clone(),
             ordered: config.local_ordered,
             sweeper: true,
+            catalog: serde_json::Value::Null,
+            dev_tokens: (config.jwt_key.is_none() && config.jwks_url.is_none())
+                .then(|| config.clone()),
         });
         Ok(LocalServer { listener, shared })
     }
@@ -273,6 +280,15 @@ impl LocalServer {
         self
     }
 
+    /// Sets the dev console's action picker: one `{"action", "public", "roles", "example"}`
+    /// per action (by default: the dispatcher's actions, each with `{"action": name}`).
+    pub fn with_catalog(mut self, catalog: serde_json::Value) -> Self {
+        if let Some(shared) = Arc::get_mut(&mut self.shared) {
+            shared.catalog = catalog;
+        }
+        self
+    }
+
     /// Turns off the background sweeper (every second): expired connections are then closed
     /// only by [`Dispatcher::sweep`], for tests that sweep at a moment of their choosing.
     pub fn manual_sweep(mut self) -> Self {
@@ -298,6 +314,8 @@ impl LocalServer {
             .then(|| tokio::spawn(sweep_forever(self.shared.clone())));
         let admin = Router::new()
             .route("/_vk/connections", get(management::list_connections))
+            .route("/_vk/actions", get(management::list_actions))
+            .route("/_vk/token", axum::routing::post(management::mint_token))
             .route(
                 "/@connections/{id}",
                 get(management::get_connection)
