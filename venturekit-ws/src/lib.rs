@@ -33,7 +33,7 @@
 //! the auth guard, roles and scopes, the sweeper), [`auth`] (JWT and the tenant rule),
 //! [`claims`] (kept claims), [`store`] (connection records), [`delivery`] and [`messaging`]
 //! (posting and fan-out), [`local`] (the emulator), [`protocol`] (frames, `ref`), [`aws`]
-//! (DynamoDB and the management API), [`lambda`], [`deploy`] (`venturekit.toml`, templates),
+//! (DynamoDB and the management API; feature `aws`), [`lambda`], [`deploy`] (`venturekit.toml`, templates),
 //! [`clock`] (time, injectable), [`contract`] (AsyncAPI, JSON Schemas and a TypeScript client;
 //! feature `contract`), and `testing` (the test kit for your actions; feature `testing`).
 //!
@@ -43,6 +43,7 @@
 pub mod action;
 pub mod app;
 pub mod auth;
+#[cfg(feature = "aws")]
 pub mod aws;
 pub mod claims;
 pub mod clock;
@@ -56,6 +57,7 @@ pub mod dispatch;
 mod error;
 pub mod event;
 pub mod hooks;
+#[cfg(feature = "aws")]
 pub mod lambda;
 pub mod local;
 pub mod messaging;

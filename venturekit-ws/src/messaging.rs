@@ -118,7 +118,7 @@ impl From<MessagingError> for WsError {
 /// records; a `Messenger` reaches connections (post, fan-out, close) through the store and
 /// a [`Delivery`]. Cheap to clone. In handlers, prefer the caller-scoped sends of
 /// [`crate::Ctx`]; this type is [`crate::Ctx::all_tenants`], and it is usable outside any
-/// WebSocket event (cron jobs, queue consumers: [`crate::aws::messenger_from_env`]).
+/// WebSocket event (cron jobs, queue consumers: `venturekit_ws::aws::messenger_from_env`).
 #[derive(Clone)]
 pub struct Messenger {
     store: Arc<dyn ConnectionStore>,

@@ -1,13 +1,12 @@
 //! The command line every app gets: `serve` (the default), `token`, `template`; Lambda mode
 //! when `AWS_LAMBDA_RUNTIME_API` is set; and logging.
 
-use super::{App, Mode};
+use super::App;
 use crate::auth::{DevToken, mint_dev_token};
 use crate::config::{DEV_SECRET, JwtKey};
 use crate::error::Error;
 use clap::{Parser, Subcommand};
 use std::net::SocketAddr;
-use std::sync::Arc;
 
 #[derive(Parser)]
 #[command(
@@ -169,6 +168,14 @@ impl App {
         ))
     }
 
+    #[cfg(not(feature = "aws"))]
+    async fn run_lambda(self) -> Result<(), Error> {
+        Err(Error::Lambda(
+            "AWS_LAMBDA_RUNTIME_API is set, but this build has no Lambda mode: enable venturekit-ws's `aws` feature (on by default)".into(),
+        ))
+    }
+
+    #[cfg(feature = "aws")]
     async fn run_lambda(self) -> Result<(), Error> {
         let table = self
             .config
@@ -176,17 +183,19 @@ impl App {
             .clone()
             .ok_or_else(|| Error::Config("VK_WS_TABLE is required on Lambda".into()))?;
         // Check the JWT configuration before touching AWS, for a clear startup error.
-        self.token_verifier(Mode::Lambda)?;
+        self.token_verifier(super::Mode::Lambda)?;
         let sdk = crate::aws::sdk_config().await;
         let client = aws_sdk_dynamodb::Client::new(&sdk);
         let store = crate::aws::DynamoStore::new(client.clone(), table)
             .with_scan_segments(self.config.scan_segments);
         let api = crate::aws::ManagementApi::new(&sdk, &self.config);
-        let mut app = self.store(Arc::new(store));
+        let mut app = self.store(std::sync::Arc::new(store));
         if let Some(topics) = app.config.topics_table.clone() {
-            app = app.topic_store(Arc::new(crate::aws::DynamoTopics::new(client, topics)));
+            app = app.topic_store(std::sync::Arc::new(crate::aws::DynamoTopics::new(
+                client, topics,
+            )));
         }
-        let dispatcher = app.dispatcher(Mode::Lambda)?;
+        let dispatcher = app.dispatcher(super::Mode::Lambda)?;
         crate::lambda::run(dispatcher, api).await
     }
 

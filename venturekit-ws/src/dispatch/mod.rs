@@ -12,6 +12,7 @@ mod sweep;
 mod topics;
 
 pub use guard::{Authorization, AuthorizeFn};
+#[cfg(feature = "aws")]
 pub(crate) use sweep::DEADLINE_MARGIN as sweep_deadline_margin;
 pub use sweep::{SWEEP_PAGE, SweepOptions, SweepReport};
 

@@ -196,4 +196,5 @@ impl Dispatcher {
 }
 
 /// How long before the Lambda deadline a scheduled sweep stops starting new work.
+#[cfg_attr(not(feature = "aws"), allow(dead_code))]
 pub(crate) const DEADLINE_MARGIN: Duration = Duration::from_millis(1500);

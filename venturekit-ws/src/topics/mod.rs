@@ -82,7 +82,7 @@ pub fn check_name(name: &str) -> Result<(), String> {
 }
 
 /// Where topic memberships live: [`MemoryTopics`] (local server, tests) or the DynamoDB
-/// table `VK_WS_TOPICS_TABLE` ([`crate::aws::DynamoTopics`]).
+/// table `VK_WS_TOPICS_TABLE` (`venturekit_ws::aws::DynamoTopics`).
 #[async_trait::async_trait]
 pub trait TopicStore: Send + Sync + 'static {
     /// Adds (or refreshes) a membership.
