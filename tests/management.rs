@@ -186,3 +186,29 @@ async fn dev_tokens_only_with_the_public_dev_secret() {
         .unwrap();
     assert_eq!(kick["roles"], serde_json::json!(["admin"]));
 }
+
+#[tokio::test]
+async fn the_local_server_counts_what_lambda_would_report() {
+    let server = start_chat().await;
+    let mut alice = Client::authed(server.addr, "alice", &["acme"]).await;
+    alice.send(json!({"action": "broadcast", "data": 1})).await;
+    alice.recv().await;
+    let mut anon = Client::connect(server.addr).await;
+    anon.send(json!({"action": "auth", "token": "not.a.jwt"}))
+        .await;
+    anon.recv().await;
+    let r = http(server.addr, "GET", "/_vk/metrics", b"").await;
+    assert_eq!(r.status, 200);
+    let body: serde_json::Value = serde_json::from_str(&r.body).unwrap();
+    assert_eq!(body["actions"]["broadcast"]["Messages"], 1, "{body}");
+    assert_eq!(body["actions"]["broadcast"]["Delivered"], 1, "{body}");
+    assert_eq!(body["actions"]["auth"]["Messages"], 2, "{body}");
+    assert_eq!(body["authFailures"]["invalid_token"], 1, "{body}");
+    assert!(
+        body["summary"]
+            .as_str()
+            .unwrap()
+            .starts_with("messages=3 delivered=3"),
+        "{body}"
+    );
+}

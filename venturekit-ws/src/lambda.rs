@@ -25,15 +25,62 @@ use std::time::{Duration, Instant};
 pub async fn run(dispatcher: Dispatcher, api: ManagementApi) -> Result<(), Error> {
     let dispatcher = Arc::new(dispatcher);
     let api = Arc::new(api);
+    let emf = metrics_enabled();
     let handler = service_fn(move |event: LambdaEvent<Box<RawValue>>| {
         let dispatcher = dispatcher.clone();
         let api = api.clone();
         let deadline = remaining(event.context.deadline);
-        async move { handle_until(&dispatcher, &api, event.payload.get(), deadline).await }
+        // One span per invocation, carrying Lambda's request and X-Ray trace ids; the
+        // dispatcher's per-message span nests inside it.
+        let span = tracing::info_span!(
+            "invocation",
+            request_id = %event.context.request_id,
+            trace_id = %event.context.xray_trace_id.as_deref().unwrap_or("-"),
+        );
+        async move {
+            use tracing::Instrument;
+            let set = Arc::new(std::sync::Mutex::new(crate::metrics::MetricSet::default()));
+            let payload = event.payload.get();
+            let scheduled = !payload.contains("\"requestContext\"");
+            let action = if scheduled { "vk:sweep" } else { "-" };
+            let output = crate::metrics::scope(
+                set.clone(),
+                action,
+                handle_until(&dispatcher, &api, payload, deadline).instrument(span),
+            )
+            .await;
+            if emf {
+                let set = set.lock().map(|s| s.clone()).unwrap_or_default();
+                write_emf(&set);
+            }
+            output
+        }
     });
     lambda_runtime::run(handler)
         .await
         .map_err(|e| Error::Lambda(e.to_string()))
+}
+
+/// Whether EMF lines are written (`VK_WS_METRICS`, on unless `0`/`false`/`off`).
+fn metrics_enabled() -> bool {
+    !matches!(
+        std::env::var("VK_WS_METRICS").ok().as_deref(),
+        Some("0" | "false" | "off")
+    )
+}
+
+/// Writes the invocation's metrics to stdout, one EMF document a line (CloudWatch Logs
+/// extracts the metrics).
+fn write_emf(set: &crate::metrics::MetricSet) {
+    use std::io::Write;
+    if set.is_empty() {
+        return;
+    }
+    let mut out = std::io::stdout().lock();
+    for document in set.emf(crate::clock::now_ms()) {
+        let _ = writeln!(out, "{document}");
+    }
+    let _ = out.flush();
 }
 
 /// What one invocation carries.

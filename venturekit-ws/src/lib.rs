@@ -61,6 +61,7 @@ pub mod hooks;
 pub mod lambda;
 pub mod local;
 pub mod messaging;
+pub mod metrics;
 pub mod protocol;
 pub mod state;
 pub mod store;

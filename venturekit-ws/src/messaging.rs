@@ -137,6 +137,16 @@ impl std::fmt::Debug for Messenger {
     }
 }
 
+/// Counts one post's outcome in the current metrics scope.
+fn count_delivery(result: &Result<(), DeliveryError>) {
+    use crate::metrics::{Count, count};
+    match result {
+        Ok(()) => count(Count::Delivered, 1),
+        Err(DeliveryError::Gone) => count(Count::Gone, 1),
+        Err(_) => count(Count::Failed, 1),
+    }
+}
+
 /// Whether `id` can be a user or tenant id: non-empty and at most
 /// [`crate::auth::MAX_ID_BYTES`] (DynamoDB cannot even query an empty or oversized key).
 fn is_storable_id(id: &str) -> bool {
@@ -357,6 +367,7 @@ impl Messenger {
             return Err(DeliveryError::PayloadTooLarge(text.len()));
         }
         let result = self.delivery.post(connection_id, text).await;
+        count_delivery(&result);
         if let Err(DeliveryError::Gone) = &result {
             self.remove_gone(connection_id).await;
         }
@@ -439,6 +450,7 @@ impl Messenger {
     /// own gone record, so a burst of 410s (stale rows after a deploy) is cleaned up in
     /// parallel instead of stalling the other posts.
     pub(crate) async fn fan_out_ids(&self, ids: Vec<String>, text: &str) -> FanoutReport {
+        let started = std::time::Instant::now();
         let posts = ids.into_iter().map(|id| async move {
             let result = self.delivery.post(&id, text).await;
             match &result {
@@ -457,6 +469,10 @@ impl Messenger {
                 Err(_) => report.failed += 1,
             }
         }
+        crate::metrics::count(crate::metrics::Count::Delivered, report.delivered as u64);
+        crate::metrics::count(crate::metrics::Count::Gone, report.gone as u64);
+        crate::metrics::count(crate::metrics::Count::Failed, report.failed as u64);
+        crate::metrics::fanout_time(started.elapsed());
         report
     }
 

@@ -637,3 +637,123 @@ async fn rooms_with_presence_on_lambda_and_dynamodb() {
     );
     assert!(to_carol.contains(&json!({"action": "left", "userId": "alice", "reason": "expired"})));
 }
+
+/// The EMF lines the function printed so far (stdout lines starting `{"_aws"`).
+fn emf_lines(lines: &std::sync::Mutex<Vec<String>>) -> Vec<Value> {
+    lines
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|l| l.starts_with("{\"_aws\""))
+        .map(|l| {
+            serde_json::from_str(l).unwrap_or_else(|e| panic!("an EMF line is not JSON ({e}): {l}"))
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn every_invocation_writes_cloudwatch_emf_metrics() {
+    use std::io::BufRead;
+    let client = dynamo_client();
+    let table = fresh_table(&client, "emf").await;
+    history_table(&client, &table).await;
+    let runtime = RuntimeApi::start().await;
+    let mgmt = ManagementServer::start().await;
+    let mut child = with_lambda_env(clean_command(), &runtime, &table, &mgmt)
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let _function = Function(child);
+    let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let sink = lines.clone();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            sink.lock().unwrap().push(line);
+        }
+    });
+
+    // A scripted session: alice authenticates, bob fails twice, alice broadcasts (reaching
+    // herself), sends an unknown action, and bob's guarded message is refused.
+    auth(&runtime, &mgmt, "alice=", "alice", &["acme"]).await;
+    ok(&runtime, connect("bob=")).await;
+    for _ in 0..2 {
+        ok(
+            &runtime,
+            message("bob=", json!({"action": "auth", "token": "not.a.jwt"})),
+        )
+        .await;
+    }
+    ok(
+        &runtime,
+        message("alice=", json!({"action": "broadcast", "data": 1})),
+    )
+    .await;
+    ok(
+        &runtime,
+        message("alice=", json!({"action": "no-such-action"})),
+    )
+    .await;
+    ok(
+        &runtime,
+        message("bob=", json!({"action": "broadcast", "data": 2})),
+    )
+    .await;
+
+    let mut documents = Vec::new();
+    for _ in 0..100 {
+        documents = emf_lines(&lines);
+        if documents
+            .iter()
+            .filter(|d| d["Action"] == "broadcast")
+            .count()
+            >= 2
+        {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    // Every document is valid EMF in the VentureKitWs namespace.
+    for d in &documents {
+        let directive = &d["_aws"]["CloudWatchMetrics"][0];
+        assert_eq!(directive["Namespace"], "VentureKitWs", "{d}");
+        assert!(d["_aws"]["Timestamp"].as_i64().unwrap() > 1_700_000_000_000);
+        for metric in directive["Metrics"].as_array().unwrap() {
+            let name = metric["Name"].as_str().unwrap();
+            assert!(d[name].is_number(), "{name} missing in {d}");
+        }
+        for dimension in directive["Dimensions"][0].as_array().unwrap() {
+            assert!(d[dimension.as_str().unwrap()].is_string(), "{d}");
+        }
+    }
+    let sum = |action: &str, metric: &str| -> f64 {
+        documents
+            .iter()
+            .filter(|d| d["Action"] == action)
+            .map(|d| d[metric].as_f64().unwrap())
+            .sum()
+    };
+    assert_eq!(sum("auth", "Messages"), 3.0, "{documents:#?}");
+    assert_eq!(sum("auth", "Delivered"), 3.0, "three auth replies");
+    assert_eq!(sum("broadcast", "Messages"), 2.0);
+    assert_eq!(
+        sum("broadcast", "Delivered"),
+        2.0,
+        "alice's message to herself, and bob's refusal"
+    );
+    assert_eq!(
+        sum("unknown", "Messages"),
+        1.0,
+        "client-chosen names never become dimensions"
+    );
+    assert!(documents.iter().all(|d| d["Action"] != "no-such-action"));
+    let failures: f64 = documents
+        .iter()
+        .filter(|d| d["Code"] == "invalid_token")
+        .map(|d| d["AuthFailures"].as_f64().unwrap())
+        .sum();
+    assert_eq!(failures, 2.0);
+}

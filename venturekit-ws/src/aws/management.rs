@@ -192,11 +192,13 @@ impl ApiGatewayDelivery {
                     return Err(DeliveryError::Failed(format!("{what}: {message}")));
                 }
                 Failure::Throttled(code) if attempt >= self.policy.attempts => {
+                    crate::metrics::count(crate::metrics::Count::Throttled, 1);
                     return Err(DeliveryError::Failed(format!(
                         "{what}: throttled ({code}) after {attempt} attempts"
                     )));
                 }
                 Failure::Throttled(code) => {
+                    crate::metrics::count(crate::metrics::Count::Throttled, 1);
                     let base = self.policy.base_delay * 2u32.saturating_pow(attempt - 1);
                     let jitter = base.mul_f64(rand::random::<f64>() * 0.5);
                     tracing::debug!(connection_id, attempt, %code, "throttled; retrying");

@@ -45,6 +45,7 @@ impl Dispatcher {
                 }
             }
             Err(StoreError::NotFound) => {
+                crate::metrics::count(crate::metrics::Count::WindowExpired, 1);
                 let frame = fail(
                     ErrorCode::Unauthorized,
                     "the authentication window has passed; reconnect",
@@ -123,6 +124,7 @@ impl Dispatcher {
         reference: Option<&Ref>,
     ) {
         let fail = |code, message: &str| protocol::auth_failure(code, message, reference);
+        crate::metrics::auth_failure(failure.code.as_str());
         if failure.code == ErrorCode::Internal {
             tracing::warn!(connection_id = id, reason = %failure.message, "auth could not be checked");
             let frame = fail(failure.code, &failure.message);

@@ -321,6 +321,23 @@ impl Dispatcher {
 
     /// `$default`: one message from a client.
     pub async fn message(&self, connections: &Messenger, request: RequestInfo, body: &str) {
+        use tracing::Instrument;
+        // One span per message: the connection now, the action, `ref`, user and tenant as
+        // they become known.
+        let span = tracing::info_span!(
+            "message",
+            connection_id = %request.connection_id,
+            action = tracing::field::Empty,
+            r#ref = tracing::field::Empty,
+            user = tracing::field::Empty,
+            tenant = tracing::field::Empty,
+        );
+        self.message_logged(connections, request, body)
+            .instrument(span)
+            .await
+    }
+
+    async fn message_logged(&self, connections: &Messenger, request: RequestInfo, body: &str) {
         if !self.traffic_log {
             return self.message_inner(connections, request, body).await;
         }
@@ -361,6 +378,20 @@ impl Dispatcher {
             return reply(connections, &id, &frame).await;
         }
         let parsed = envelope(body, &self.selection_field);
+        // Metrics count under known actions only: a client must not mint dimensions.
+        let known = match parsed.as_ref().map(|e| e.action.as_deref()) {
+            Ok(Ok(name @ ("auth" | "ping" | "vk:join" | "vk:leave"))) => name,
+            Ok(Ok(name)) if self.actions.contains_key(name) => name,
+            Ok(Ok(_)) => "unknown",
+            _ => "-",
+        };
+        crate::metrics::set_action(known);
+        crate::metrics::count(crate::metrics::Count::Message, 1);
+        let span = tracing::Span::current();
+        span.record("action", known);
+        if let Ok(Ok(Some(reference))) = parsed.as_ref().map(|e| e.reference.as_ref()) {
+            span.record("ref", reference.as_json());
+        }
         if let Ok(Ok(action)) = parsed.as_ref().map(|e| e.action.as_ref()) {
             let _ = TRAFFIC.try_with(|t| {
                 if let Ok(mut t) = t.lock() {
@@ -388,6 +419,7 @@ impl Dispatcher {
                 return reply(connections, &id, &frame).await;
             }
             RateCheck::NoRecord => {
+                crate::metrics::count(crate::metrics::Count::WindowExpired, 1);
                 // The record is gone (swept without a management endpoint, or a close that
                 // failed) but the socket is open: no limit could apply, so it may not talk.
                 let frame = match requested {
@@ -476,6 +508,13 @@ impl Dispatcher {
         } else {
             match self.guard(&id).await {
                 Ok(record) => {
+                    let span = tracing::Span::current();
+                    if let Some(user) = &record.user_id {
+                        span.record("user", user.as_str());
+                    }
+                    if let Some(tenant) = &record.tenant_id {
+                        span.record("tenant", tenant.as_str());
+                    }
                     if let Err(why) = self.authorize(&def, &record) {
                         tracing::info!(connection_id = %id, action = name, reason = %why, "forbidden");
                         return reply(connections, &id, &error(ErrorCode::Forbidden, &why)).await;
@@ -485,6 +524,7 @@ impl Dispatcher {
                 Err(refusal) => {
                     reply(connections, &id, &error(refusal.code, refusal.message)).await;
                     if refusal.close {
+                        crate::metrics::count(crate::metrics::Count::WindowExpired, 1);
                         close(connections, &id).await;
                     }
                     return;

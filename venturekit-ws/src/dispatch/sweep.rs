@@ -121,6 +121,7 @@ impl Dispatcher {
                 match outcome {
                     Outcome::Skipped => {}
                     Outcome::Removed { closed } => {
+                        crate::metrics::count(crate::metrics::Count::WindowExpired, 1);
                         report.expired += 1;
                         report.closed += usize::from(closed);
                     }

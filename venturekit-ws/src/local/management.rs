@@ -177,6 +177,14 @@ pub(super) async fn list_connections(State(shared): State<Arc<Shared>>) -> Respo
     Json(all).into_response()
 }
 
+/// `GET /_vk/metrics`: the server's counts (the metrics Lambda writes as EMF), and a summary.
+pub(super) async fn metrics(State(shared): State<Arc<Shared>>) -> Response {
+    let set = shared.metrics.lock().map(|m| m.clone()).unwrap_or_default();
+    let mut body = set.to_json();
+    body["summary"] = serde_json::Value::String(set.summary());
+    Json(body).into_response()
+}
+
 /// `GET /_vk/actions`: the dev console's action picker.
 pub(super) async fn list_actions(State(shared): State<Arc<Shared>>) -> Response {
     if !shared.catalog.is_null() {

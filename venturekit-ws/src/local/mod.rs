@@ -175,6 +175,8 @@ struct Shared {
     catalog: serde_json::Value,
     /// Mints dev tokens (`POST /_vk/token`) when the server uses the public dev secret.
     dev_tokens: Option<Config>,
+    /// What the server counted (`GET /_vk/metrics`, and a summary when it stops).
+    metrics: Arc<Mutex<crate::metrics::MetricSet>>,
 }
 
 impl Shared {
@@ -187,6 +189,19 @@ impl Shared {
 
     fn messenger(&self) -> Messenger {
         self.dispatcher.messenger(self.delivery.clone())
+    }
+
+    /// Runs one event through the dispatcher, counting it in the server's metrics.
+    async fn handle(
+        &self,
+        event: &crate::event::WebSocketEvent,
+    ) -> crate::event::WebSocketResponse {
+        crate::metrics::scope(
+            self.metrics.clone(),
+            "-",
+            self.dispatcher.handle(event, self.delivery.clone()),
+        )
+        .await
     }
 }
 
@@ -247,6 +262,7 @@ impl LocalServer {
             catalog: serde_json::Value::Null,
             dev_tokens: (config.jwt_key.is_none() && config.jwks_url.is_none())
                 .then(|| config.clone()),
+            metrics: Arc::default(),
         });
         Ok(LocalServer { listener, shared })
     }
@@ -256,6 +272,15 @@ impl LocalServer {
         self.listener
             .local_addr()
             .unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 0)))
+    }
+
+    /// What the server has counted so far (see [`crate::metrics`]).
+    pub fn metrics(&self) -> crate::metrics::MetricSet {
+        self.shared
+            .metrics
+            .lock()
+            .map(|m| m.clone())
+            .unwrap_or_default()
     }
 
     /// Messaging through this server's sockets (for code that sends out of band).
@@ -315,6 +340,7 @@ impl LocalServer {
         let admin = Router::new()
             .route("/_vk/connections", get(management::list_connections))
             .route("/_vk/actions", get(management::list_actions))
+            .route("/_vk/metrics", get(management::metrics))
             .route("/_vk/token", axum::routing::post(management::mint_token))
             .route(
                 "/@connections/{id}",
@@ -345,6 +371,15 @@ impl LocalServer {
         if let Some(sweeper) = sweeper {
             sweeper.abort();
         }
+        let metrics = self
+            .shared
+            .metrics
+            .lock()
+            .map(|m| m.clone())
+            .unwrap_or_default();
+        if !metrics.is_empty() {
+            tracing::info!(target: "venturekit_ws::local", "metrics: {}", metrics.summary());
+        }
         result.map_err(crate::Error::Io)
     }
 }
@@ -354,7 +389,9 @@ async fn sweep_forever(shared: Arc<Shared>) {
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
-        match shared.dispatcher.sweep(&shared.messenger()).await {
+        let messenger = shared.messenger();
+        let sweep = shared.dispatcher.sweep(&messenger);
+        match crate::metrics::scope(shared.metrics.clone(), "vk:sweep", sweep).await {
             Ok(report) if report.expired > 0 => {
                 tracing::info!(
                     expired = report.expired,
@@ -397,10 +434,7 @@ async fn root(
     let event = shared
         .events
         .connect_with(&id, connected_at, headers.clone(), query);
-    let response = shared
-        .dispatcher
-        .handle(&event, shared.delivery.clone())
-        .await;
+    let response = shared.handle(&event).await;
     if response.status_code != 200 {
         // Like API Gateway: a failed $connect refuses the handshake.
         let status = StatusCode::from_u16(response.status_code as u16)
@@ -545,7 +579,7 @@ async fn run_connection(shared: Arc<Shared>, socket: WebSocket, info: PeerInfo) 
                     }
                     let event = shared.events.message(&id, info.connected_at, text.as_str());
                     if shared.ordered {
-                        shared.dispatcher.handle(&event, shared.delivery.clone()).await;
+                        shared.handle(&event).await;
                     } else {
                         // API Gateway invokes the function for each message concurrently: a
                         // client must wait for a reply (e.g. to `auth`) before relying on it.
@@ -554,7 +588,7 @@ async fn run_connection(shared: Arc<Shared>, socket: WebSocket, info: PeerInfo) 
                         };
                         let shared = shared.clone();
                         tokio::spawn(async move {
-                            shared.dispatcher.handle(&event, shared.delivery.clone()).await;
+                            shared.handle(&event).await;
                             drop(permit);
                         });
                     }
@@ -596,10 +630,7 @@ async fn run_connection(shared: Arc<Shared>, socket: WebSocket, info: PeerInfo) 
     let event = shared
         .events
         .disconnect(&id, info.connected_at, status, "closed");
-    shared
-        .dispatcher
-        .handle(&event, shared.delivery.clone())
-        .await;
+    shared.handle(&event).await;
 }
 
 fn is_capacity(err: &axum::Error) -> bool {

@@ -1,0 +1,270 @@
+//! Metrics: what the dispatcher and the deliveries did, counted per action.
+//!
+//! On Lambda every invocation ends with CloudWatch Embedded Metric Format lines on stdout
+//! (CloudWatch Logs turns them into metrics, no API call): namespace `VentureKitWs`,
+//! dimension `Action`, metrics `Messages` (messages received), `Delivered`, `Gone` (410),
+//! `Failed` (other delivery failures), `Throttled` (429s from the management API, retried
+//! or not), `WindowExpired` (a message or `auth` refused because the authentication window or
+//! the session had passed, and connections the sweeper expired) and `FanoutMs` (time spent in
+//! fan-outs); and `AuthFailures` with dimension `Code` (`invalid_token`, `token_expired`, …).
+//! The local server keeps the same counts: `GET /_vk/metrics`, and a summary line when it
+//! stops.
+//!
+//! Counting is scoped: [`scope`] runs a future with a [`MetricSet`] to count into; outside a
+//! scope (tests, the kit) nothing is counted.
+
+use serde_json::{Map, Value, json};
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+/// The CloudWatch namespace.
+pub const NAMESPACE: &str = "VentureKitWs";
+
+/// The counts of one action.
+#[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize)]
+#[serde(rename_all = "PascalCase")]
+#[non_exhaustive]
+pub struct ActionCounts {
+    /// Messages received.
+    pub messages: u64,
+    /// Frames delivered.
+    pub delivered: u64,
+    /// Deliveries answered 410.
+    pub gone: u64,
+    /// Deliveries that failed otherwise.
+    pub failed: u64,
+    /// 429s from the management API.
+    pub throttled: u64,
+    /// Refusals and sweeps because a window or session had passed.
+    pub window_expired: u64,
+    /// Milliseconds spent in fan-outs.
+    pub fanout_ms: f64,
+}
+
+/// Counts by action, and authentication failures by code.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct MetricSet {
+    /// By action (`-` for a message without a readable action, `vk:sweep` for the sweeper).
+    pub actions: BTreeMap<String, ActionCounts>,
+    /// Failed `auth` attempts by error code.
+    pub auth_failures: BTreeMap<String, u64>,
+}
+
+/// Something to count.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Count {
+    Message,
+    Delivered,
+    Gone,
+    Failed,
+    #[cfg_attr(not(feature = "aws"), allow(dead_code))]
+    Throttled,
+    WindowExpired,
+}
+
+#[derive(Clone)]
+struct Recorder {
+    set: Arc<Mutex<MetricSet>>,
+    action: Arc<Mutex<String>>,
+}
+
+tokio::task_local! {
+    static CURRENT: Recorder;
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Runs `future`, counting what it does into `set` (under action `action` until the
+/// dispatcher names the message's action).
+pub async fn scope<F: Future>(set: Arc<Mutex<MetricSet>>, action: &str, future: F) -> F::Output {
+    let recorder = Recorder {
+        set,
+        action: Arc::new(Mutex::new(action.to_owned())),
+    };
+    CURRENT.scope(recorder, future).await
+}
+
+/// Names the action being handled (the dimension of what is counted next).
+pub(crate) fn set_action(action: &str) {
+    let _ = CURRENT.try_with(|r| *lock(&r.action) = action.to_owned());
+}
+
+fn with_counts(f: impl FnOnce(&mut ActionCounts)) {
+    let _ = CURRENT.try_with(|r| {
+        let action = lock(&r.action).clone();
+        f(lock(&r.set).actions.entry(action).or_default());
+    });
+}
+
+/// Counts `n` of `what` under the current action.
+pub(crate) fn count(what: Count, n: u64) {
+    with_counts(|c| match what {
+        Count::Message => c.messages += n,
+        Count::Delivered => c.delivered += n,
+        Count::Gone => c.gone += n,
+        Count::Failed => c.failed += n,
+        Count::Throttled => c.throttled += n,
+        Count::WindowExpired => c.window_expired += n,
+    });
+}
+
+/// Adds fan-out time under the current action.
+pub(crate) fn fanout_time(elapsed: std::time::Duration) {
+    with_counts(|c| c.fanout_ms += elapsed.as_secs_f64() * 1000.0);
+}
+
+/// Counts a failed `auth` with its error code.
+pub(crate) fn auth_failure(code: &str) {
+    let _ = CURRENT.try_with(|r| {
+        *lock(&r.set)
+            .auth_failures
+            .entry(code.to_owned())
+            .or_default() += 1
+    });
+}
+
+impl MetricSet {
+    /// Whether nothing was counted.
+    pub fn is_empty(&self) -> bool {
+        self.actions.is_empty() && self.auth_failures.is_empty()
+    }
+
+    /// Adds `other`'s counts.
+    pub fn merge(&mut self, other: &MetricSet) {
+        for (action, counts) in &other.actions {
+            let mine = self.actions.entry(action.clone()).or_default();
+            mine.messages += counts.messages;
+            mine.delivered += counts.delivered;
+            mine.gone += counts.gone;
+            mine.failed += counts.failed;
+            mine.throttled += counts.throttled;
+            mine.window_expired += counts.window_expired;
+            mine.fanout_ms += counts.fanout_ms;
+        }
+        for (code, n) in &other.auth_failures {
+            *self.auth_failures.entry(code.clone()).or_default() += n;
+        }
+    }
+
+    /// The counts as CloudWatch Embedded Metric Format documents: one per action (dimension
+    /// `Action`) and one per auth failure code (dimension `Code`).
+    pub fn emf(&self, timestamp_ms: i64) -> Vec<Value> {
+        let metric = |name: &str, unit: &str| json!({"Name": name, "Unit": unit});
+        let mut documents = Vec::new();
+        for (action, counts) in &self.actions {
+            let mut document = Map::new();
+            document.insert(
+                "_aws".into(),
+                json!({
+                    "Timestamp": timestamp_ms,
+                    "CloudWatchMetrics": [{
+                        "Namespace": NAMESPACE,
+                        "Dimensions": [["Action"]],
+                        "Metrics": [
+                            metric("Messages", "Count"),
+                            metric("Delivered", "Count"),
+                            metric("Gone", "Count"),
+                            metric("Failed", "Count"),
+                            metric("Throttled", "Count"),
+                            metric("WindowExpired", "Count"),
+                            metric("FanoutMs", "Milliseconds")
+                        ]
+                    }]
+                }),
+            );
+            document.insert("Action".into(), Value::String(action.clone()));
+            if let Value::Object(values) = json!(counts) {
+                document.extend(values);
+            }
+            documents.push(Value::Object(document));
+        }
+        for (code, n) in &self.auth_failures {
+            documents.push(json!({
+                "_aws": {
+                    "Timestamp": timestamp_ms,
+                    "CloudWatchMetrics": [{
+                        "Namespace": NAMESPACE,
+                        "Dimensions": [["Code"]],
+                        "Metrics": [metric("AuthFailures", "Count")]
+                    }]
+                },
+                "Code": code,
+                "AuthFailures": n
+            }));
+        }
+        documents
+    }
+
+    /// One human-readable line: totals, then the busiest actions.
+    pub fn summary(&self) -> String {
+        let mut total = ActionCounts::default();
+        for counts in self.actions.values() {
+            total.messages += counts.messages;
+            total.delivered += counts.delivered;
+            total.gone += counts.gone;
+            total.failed += counts.failed;
+            total.throttled += counts.throttled;
+            total.window_expired += counts.window_expired;
+            total.fanout_ms += counts.fanout_ms;
+        }
+        let auth_failures: u64 = self.auth_failures.values().sum();
+        let mut busiest: Vec<(&String, &ActionCounts)> = self.actions.iter().collect();
+        busiest.sort_by_key(|(_, c)| std::cmp::Reverse(c.messages));
+        let top: Vec<String> = busiest
+            .iter()
+            .take(5)
+            .filter(|(_, c)| c.messages > 0)
+            .map(|(a, c)| format!("{a}={}", c.messages))
+            .collect();
+        format!(
+            "messages={} delivered={} gone={} failed={} throttled={} window_expired={} auth_failures={} fanout_ms={:.1} by_action=[{}]",
+            total.messages,
+            total.delivered,
+            total.gone,
+            total.failed,
+            total.throttled,
+            total.window_expired,
+            auth_failures,
+            total.fanout_ms,
+            top.join(" ")
+        )
+    }
+
+    /// The counts as JSON (`{"actions":{…},"authFailures":{…}}`).
+    pub fn to_json(&self) -> Value {
+        json!({"actions": self.actions, "authFailures": self.auth_failures})
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn counts_land_in_the_scope_under_the_current_action() {
+        let set = Arc::new(Mutex::new(MetricSet::default()));
+        scope(set.clone(), "-", async {
+            count(Count::Message, 1);
+            set_action("send");
+            count(Count::Delivered, 2);
+            count(Count::Gone, 1);
+            auth_failure("invalid_token");
+        })
+        .await;
+        count(Count::Message, 5); // outside a scope: not counted
+        let set = set.lock().unwrap().clone();
+        assert_eq!(set.actions["-"].messages, 1);
+        assert_eq!(set.actions["send"].delivered, 2);
+        assert_eq!(set.auth_failures["invalid_token"], 1);
+        let emf = set.emf(1_700_000_000_000);
+        assert_eq!(emf.len(), 3);
+        let send = emf.iter().find(|d| d["Action"] == "send").unwrap();
+        assert_eq!(send["_aws"]["CloudWatchMetrics"][0]["Namespace"], NAMESPACE);
+        assert_eq!(send["Delivered"], 2);
+        assert_eq!(send["Gone"], 1);
+        assert!(set.summary().starts_with("messages=1 delivered=2 gone=1"));
+    }
+}
