@@ -19,7 +19,13 @@ cargo build --release -p chat -p venturekit-ws-tests --bins
 echo "== cold start and size (release profile of the workspace: opt-level=s, lto=fat, codegen-units=1, strip)"
 # `cargo lambda build --release` uses the same profile; this is the same binary, linked for
 # this machine.
-target/release/vk-coldstart target/release/chat "$runs"
+# The chat needs its history and topics table names on Lambda (nothing is called at init).
+target/release/vk-coldstart --runs "$runs" --env CHAT_HISTORY_TABLE=history --env VK_WS_TOPICS_TABLE=topics -- target/release/chat
+
+echo "== CPU per send on Lambda: 1,000 invocations through a Runtime API stand-in (DynamoDB: moto)"
+cpumoto=$(mktemp)
+VK_TEST_MOTO_ENDPOINT=$(scripts/moto.sh "$cpumoto") target/release/vk-lambdacpu target/release/chat 1000 2>/dev/null
+kill "$(cat "$cpumoto")" 2>/dev/null || true
 
 echo "== criterion: dispatch and auth"
 cargo bench -p venturekit-ws-tests --bench dispatch --bench auth --bench kit -- --noplot 2>&1 | grep -E "^[a-z_]+/|time:|thrpt:" || true

@@ -175,8 +175,31 @@ impl App {
         ))
     }
 
+    /// Lambda mode on a current-thread runtime of its own: a function handles one event at a
+    /// time and, below 1,769 MB, has less than one vCPU, so the multi-threaded runtime's
+    /// hand-offs between workers are pure overhead (measured in BENCHMARKS.md). The app's
+    /// own runtime (`#[tokio::main]`) just waits.
     #[cfg(feature = "aws")]
     async fn run_lambda(self) -> Result<(), Error> {
+        let (done, finished) = tokio::sync::oneshot::channel();
+        std::thread::Builder::new()
+            .name("lambda".into())
+            .spawn(move || {
+                let result = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .map_err(Error::Io)
+                    .and_then(|runtime| runtime.block_on(self.run_lambda_here()));
+                let _ = done.send(result);
+            })
+            .map_err(Error::Io)?;
+        finished
+            .await
+            .unwrap_or_else(|_| Err(Error::Lambda("the Lambda runtime thread panicked".into())))
+    }
+
+    #[cfg(feature = "aws")]
+    async fn run_lambda_here(self) -> Result<(), Error> {
         let table = self
             .config
             .table

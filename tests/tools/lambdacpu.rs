@@ -1,0 +1,139 @@
+//! CPU per message of a Lambda binary: the function process's CPU time (user + system, from
+//! `/proc/<pid>/stat`) over N `send` invocations fed by a Runtime API stand-in, with the
+//! connection table in moto's DynamoDB and a recording management API on loopback.
+//!
+//! `VK_TEST_MOTO_ENDPOINT=… vk-lambdacpu <bootstrap> [invocations] [--env K=V ...]`
+//! (scripts/moto.sh starts moto). The bootstrap is the chat example (it needs its history
+//! and topics tables, which the tool creates). Prints CPU and wall time per `send`.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::print_stdout,
+    missing_docs
+)]
+
+use serde_json::{Value, json};
+use std::process::{Command, Stdio};
+use std::time::Instant;
+use venturekit_ws_tests::aws::{
+    ManagementServer, RuntimeApi, dynamo_client, fresh_table, moto_endpoint,
+};
+use venturekit_ws_tests::{SECRET, token};
+
+fn fixture() -> Value {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/fixtures/apigw-websocket/example-apigw-websocket-request-without-method.json"
+    );
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+fn connect(id: &str) -> Value {
+    let mut event = fixture();
+    event["requestContext"]["connectionId"] = json!(id);
+    event["requestContext"]["apiId"] = json!("abcd1234");
+    event
+}
+
+fn message(id: &str, body: &Value) -> Value {
+    let mut event = connect(id);
+    event["requestContext"]["routeKey"] = json!("$default");
+    event["requestContext"]["eventType"] = json!("MESSAGE");
+    event["body"] = json!(body.to_string());
+    event
+}
+
+/// User + system CPU of `pid`, in seconds.
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    // Fields after the command name (which may contain spaces) start after ") ".
+    let rest = &stat[stat.rfind(") ").unwrap() + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: f64 = fields[11].parse::<f64>().unwrap() + fields[12].parse::<f64>().unwrap();
+    // CLK_TCK is 100 on Linux.
+    ticks / 100.0
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() {
+    let usage =
+        "usage: VK_TEST_MOTO_ENDPOINT=… vk-lambdacpu <bootstrap> [invocations] [--env K=V ...]";
+    let mut args: Vec<String> = std::env::args().skip(1).collect();
+    assert!(!args.is_empty(), "{usage}");
+    let bin = args.remove(0);
+    let mut invocations = 300usize;
+    let mut extra = Vec::new();
+    while !args.is_empty() {
+        let arg = args.remove(0);
+        if arg == "--env" {
+            let pair = args.remove(0);
+            let (k, v) = pair.split_once('=').expect(usage);
+            extra.push((k.to_owned(), v.to_owned()));
+        } else {
+            invocations = arg.parse().expect(usage);
+        }
+    }
+    let client = dynamo_client();
+    let table = fresh_table(&client, "cpu").await;
+    chat::history::create_table(&client, &format!("{table}-history"))
+        .await
+        .unwrap();
+    venturekit_ws::aws::create_topics_table(&client, &format!("{table}-topics"))
+        .await
+        .unwrap();
+    let runtime = RuntimeApi::start().await;
+    let mgmt = ManagementServer::start().await;
+    let mut cmd = Command::new(&bin);
+    cmd.env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("RUST_LOG", "warn")
+        .env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", "test")
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env("AWS_LAMBDA_FUNCTION_NAME", "chat")
+        .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "1024")
+        .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
+        .env("AWS_LAMBDA_RUNTIME_API", runtime.addr.to_string())
+        .env("VK_WS_TABLE", &table)
+        .env("CHAT_HISTORY_TABLE", format!("{table}-history"))
+        .env("VK_WS_TOPICS_TABLE", format!("{table}-topics"))
+        .env("VK_WS_JWT_SECRET", SECRET)
+        .env("AWS_ENDPOINT_URL_DYNAMODB", moto_endpoint())
+        .env(
+            "AWS_ENDPOINT_URL_APIGATEWAYMANAGEMENTAPI",
+            mgmt.endpoint("dev"),
+        )
+        .stdout(Stdio::null());
+    for (k, v) in &extra {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().expect("starting the bootstrap");
+    let pid = child.id();
+
+    for (id, user) in [("alice=", "alice"), ("bob=", "bob")] {
+        runtime.invoke(connect(id)).await.unwrap();
+        let auth = json!({"action": "auth", "token": token(user, &["acme"])});
+        runtime.invoke(message(id, &auth)).await.unwrap();
+    }
+    let send = |i: usize| json!({"action": "send", "to": "bob", "data": i});
+    for i in 0..20 {
+        runtime.invoke(message("alice=", &send(i))).await.unwrap();
+    }
+    let cpu_before = cpu_seconds(pid);
+    let started = Instant::now();
+    for i in 0..invocations {
+        runtime.invoke(message("alice=", &send(i))).await.unwrap();
+    }
+    let wall = started.elapsed().as_secs_f64();
+    let cpu = cpu_seconds(pid) - cpu_before;
+    let _ = child.kill();
+    let _ = child.wait();
+    println!(
+        "{invocations} sends: process CPU {:.3} ms per send ({:.2} s in all); wall {:.2} ms per send",
+        cpu * 1000.0 / invocations as f64,
+        cpu,
+        wall * 1000.0 / invocations as f64
+    );
+}
