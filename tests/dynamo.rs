@@ -307,4 +307,20 @@ async fn abuse_counters_live_in_the_record() {
     // The record itself still reads the same.
     let row = store.get("c=").await.unwrap().unwrap();
     assert!(!row.authenticated);
+    // The guard's read in the counting call: one UpdateItem returns the count and the record.
+    let (count, record) = store
+        .count_message_and_get("c=", 3000)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(count, 2);
+    assert_eq!(record, Some(row));
+    let (count, _) = store
+        .count_message_and_get("c=", 5000)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(count, 1, "a new window resets here too");
+    assert_eq!(store.count_message_and_get("old=", 1000).await.unwrap(), None);
+    assert_eq!(store.count_message_and_get("ghost=", 1000).await.unwrap(), None);
 }

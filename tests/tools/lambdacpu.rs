@@ -4,7 +4,9 @@
 //!
 //! `VK_TEST_MOTO_ENDPOINT=… vk-lambdacpu <bootstrap> [invocations] [--env K=V ...]`
 //! (scripts/moto.sh starts moto). The bootstrap is the chat example (it needs its history
-//! and topics tables, which the tool creates). Prints CPU and wall time per `send`.
+//! and topics tables, which the tool creates). The rate limit is raised so that every send
+//! runs the whole path (counter, guard, query, post, reply); the tool checks that they did.
+//! Prints CPU and wall time per `send`.
 
 #![allow(
     clippy::unwrap_used,
@@ -100,6 +102,9 @@ async fn main() {
         .env("CHAT_HISTORY_TABLE", format!("{table}-history"))
         .env("VK_WS_TOPICS_TABLE", format!("{table}-topics"))
         .env("VK_WS_JWT_SECRET", SECRET)
+        // The rate counter runs for every message, but never limits this load.
+        .env("VK_WS_RATE_LIMIT_PER_SEC", "10000")
+        .env("VK_WS_RATE_LIMIT_BURST", "20000")
         .env("AWS_ENDPOINT_URL_DYNAMODB", moto_endpoint())
         .env(
             "AWS_ENDPOINT_URL_APIGATEWAYMANAGEMENTAPI",
@@ -128,6 +133,17 @@ async fn main() {
     }
     let wall = started.elapsed().as_secs_f64();
     let cpu = cpu_seconds(pid) - cpu_before;
+    // Every send went all the way: bob got it and alice got the count.
+    let replies = mgmt.posts_to("alice=");
+    let last = replies.last().expect("alice got no reply");
+    assert_eq!(
+        last["delivered"], 1,
+        "the last send was not delivered: {last}"
+    );
+    assert!(
+        mgmt.posts_to("bob=").len() > invocations,
+        "bob did not receive every send"
+    );
     let _ = child.kill();
     let _ = child.wait();
     println!(

@@ -181,6 +181,11 @@ impl App {
     /// own runtime (`#[tokio::main]`) just waits.
     #[cfg(feature = "aws")]
     async fn run_lambda(self) -> Result<(), Error> {
+        // `VK_WS_LAMBDA_RUNTIME=multi_thread` keeps the app's runtime (functions with 2+
+        // vCPUs doing CPU-heavy work per event might want it).
+        if std::env::var("VK_WS_LAMBDA_RUNTIME").as_deref() == Ok("multi_thread") {
+            return self.run_lambda_here().await;
+        }
         let (done, finished) = tokio::sync::oneshot::channel();
         std::thread::Builder::new()
             .name("lambda".into())

@@ -175,6 +175,75 @@ fn from_item(item: &Item) -> Result<Connection, StoreError> {
 }
 
 impl DynamoStore {
+    /// Counts a message in its rate window; with `whole`, the same call returns the record
+    /// after the count (`ALL_NEW`), saving the guard its `GetItem`.
+    async fn count(
+        &self,
+        connection_id: &str,
+        window_start_ms: i64,
+        whole: bool,
+    ) -> Result<Option<(u32, Option<Connection>)>, StoreError> {
+        let returned = if whole {
+            ReturnValue::AllNew
+        } else {
+            ReturnValue::UpdatedNew
+        };
+        // Same window: one atomic increment. New window: reset (a second write).
+        let same_window = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("connectionId", s(connection_id))
+            .condition_expression(
+                "attribute_exists(connectionId) AND #ttl > :now AND rateWindow = :w",
+            )
+            .update_expression("ADD rateCount :one")
+            .expression_attribute_names("#ttl", "ttl")
+            .expression_attribute_values(":now", n(now_secs()))
+            .expression_attribute_values(":w", n(window_start_ms))
+            .expression_attribute_values(":one", n(1))
+            .return_values(returned.clone())
+            .send()
+            .await;
+        let output = match same_window {
+            Ok(output) => output,
+            Err(err) => {
+                if !condition_failed(&err) {
+                    return Err(backend("count message")(err));
+                }
+                let reset = self
+                    .client
+                    .update_item()
+                    .table_name(&self.table)
+                    .key("connectionId", s(connection_id))
+                    .condition_expression("attribute_exists(connectionId) AND #ttl > :now")
+                    .update_expression("SET rateWindow = :w, rateCount = :one")
+                    .expression_attribute_names("#ttl", "ttl")
+                    .expression_attribute_values(":now", n(now_secs()))
+                    .expression_attribute_values(":w", n(window_start_ms))
+                    .expression_attribute_values(":one", n(1))
+                    .return_values(returned)
+                    .send()
+                    .await;
+                match reset {
+                    Ok(output) => output,
+                    // No live record.
+                    Err(err) if condition_failed(&err) => {
+                        return Ok(None);
+                    }
+                    Err(err) => {
+                        return Err(backend("count message")(err));
+                    }
+                }
+            }
+        };
+        let count = counter(output.attributes(), "rateCount");
+        let record = match (whole, output.attributes()) {
+            (true, Some(item)) => Some(from_item(item)?),
+            _ => None,
+        };
+        Ok(Some((count, record)))
+    }
     /// A store on `table`.
     pub fn new(client: Client, table: impl Into<String>) -> Self {
         DynamoStore {
@@ -470,56 +539,18 @@ impl ConnectionStore for DynamoStore {
         connection_id: &str,
         window_start_ms: i64,
     ) -> Result<Option<u32>, StoreError> {
-        // Same window: one atomic increment. New window: reset (a second write).
-        let same_window = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .key("connectionId", s(connection_id))
-            .condition_expression(
-                "attribute_exists(connectionId) AND #ttl > :now AND rateWindow = :w",
-            )
-            .update_expression("ADD rateCount :one")
-            .expression_attribute_names("#ttl", "ttl")
-            .expression_attribute_values(":now", n(now_secs()))
-            .expression_attribute_values(":w", n(window_start_ms))
-            .expression_attribute_values(":one", n(1))
-            .return_values(ReturnValue::UpdatedNew)
-            .send()
-            .await;
-        let output = match same_window {
-            Ok(output) => output,
-            Err(err) => {
-                if !condition_failed(&err) {
-                    return Err(backend("count message")(err));
-                }
-                let reset = self
-                    .client
-                    .update_item()
-                    .table_name(&self.table)
-                    .key("connectionId", s(connection_id))
-                    .condition_expression("attribute_exists(connectionId) AND #ttl > :now")
-                    .update_expression("SET rateWindow = :w, rateCount = :one")
-                    .expression_attribute_names("#ttl", "ttl")
-                    .expression_attribute_values(":now", n(now_secs()))
-                    .expression_attribute_values(":w", n(window_start_ms))
-                    .expression_attribute_values(":one", n(1))
-                    .return_values(ReturnValue::UpdatedNew)
-                    .send()
-                    .await;
-                match reset {
-                    Ok(output) => output,
-                    // No live record.
-                    Err(err) if condition_failed(&err) => {
-                        return Ok(None);
-                    }
-                    Err(err) => {
-                        return Err(backend("count message")(err));
-                    }
-                }
-            }
-        };
-        Ok(Some(counter(output.attributes(), "rateCount")))
+        Ok(self
+            .count(connection_id, window_start_ms, false)
+            .await?
+            .map(|(count, _)| count))
+    }
+
+    async fn count_message_and_get(
+        &self,
+        connection_id: &str,
+        window_start_ms: i64,
+    ) -> Result<Option<(u32, Option<Connection>)>, StoreError> {
+        self.count(connection_id, window_start_ms, true).await
     }
 
     async fn count_auth_failure(&self, connection_id: &str) -> Result<Option<u32>, StoreError> {

@@ -9,25 +9,36 @@ use crate::store::Connection;
 impl Dispatcher {
     /// Counts the message in the connection's rate window. Fails open on a store error: a
     /// counter that cannot be updated never blocks legitimate traffic.
+    /// The same store call returns the record, which the guard then uses instead of reading
+    /// it again (one DynamoDB request per guarded message instead of two).
     pub(super) async fn rate_check(&self, id: &str) -> RateCheck {
         if self.limits.burst == 0 {
-            return RateCheck::Allowed;
+            return RateCheck::Allowed(None);
         }
         let window = self.clock.now_ms() / self.limits.window_ms * self.limits.window_ms;
-        match self.store.count_message(id, window).await {
-            Ok(Some(count)) if count > self.limits.burst => RateCheck::Limited,
-            Ok(Some(_)) => RateCheck::Allowed,
+        match self.store.count_message_and_get(id, window).await {
+            Ok(Some((count, _))) if count > self.limits.burst => RateCheck::Limited,
+            Ok(Some((_, record))) => RateCheck::Allowed(record),
             Ok(None) => RateCheck::NoRecord,
             Err(e) => {
                 tracing::warn!(connection_id = id, error = %e, "rate counter failed; message allowed");
-                RateCheck::Allowed
+                RateCheck::Allowed(None)
             }
         }
     }
     /// The auth guard: the caller's record must be live and authenticated. A connection
     /// with no live record (window or session over, or removed) is to be closed.
-    pub(super) async fn guard(&self, id: &str) -> Result<Connection, Refusal> {
-        match self.store.get(id).await {
+    pub(super) async fn guard(
+        &self,
+        id: &str,
+        known: Option<Connection>,
+    ) -> Result<Connection, Refusal> {
+        let record = match known {
+            // Read in the same call as the rate count: live at that moment.
+            Some(record) => Ok(Some(record)),
+            None => self.store.get(id).await,
+        };
+        match record {
             Ok(Some(record)) if record.authenticated => Ok(record),
             Ok(Some(_)) => Err(Refusal {
                 code: ErrorCode::Unauthorized,
@@ -60,7 +71,8 @@ pub(super) struct Refusal {
 
 /// What the rate window says about a message.
 pub(super) enum RateCheck {
-    Allowed,
+    /// Allowed, with the record when the counting call returned it.
+    Allowed(Option<Connection>),
     Limited,
     /// The connection has no live record.
     NoRecord,

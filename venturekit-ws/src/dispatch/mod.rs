@@ -407,8 +407,8 @@ impl Dispatcher {
             ),
             Err(_) => (None, None),
         };
-        match self.rate_check(&id).await {
-            RateCheck::Allowed => {}
+        let known = match self.rate_check(&id).await {
+            RateCheck::Allowed(record) => record,
             RateCheck::Limited => {
                 let frame = protocol::error_frame_ref(
                     requested,
@@ -437,7 +437,7 @@ impl Dispatcher {
                 reply(connections, &id, &frame).await;
                 return close(connections, &id).await;
             }
-        }
+        };
         let envelope = match parsed {
             Ok(envelope) => envelope,
             Err(message) => {
@@ -470,12 +470,12 @@ impl Dispatcher {
                 reply(connections, &id, &frame).await
             }
             "vk:join" | "vk:leave" => {
-                self.topic_action(connections, &id, &action, body, reference)
+                self.topic_action(connections, &id, &action, body, reference, known)
                     .await
             }
             name => match self.actions.get(name) {
                 Some(def) => {
-                    self.run_action(connections, request, def.clone(), body, reference)
+                    self.run_action(connections, request, def.clone(), body, reference, known)
                         .await
                 }
                 None => {
@@ -498,6 +498,7 @@ impl Dispatcher {
         def: ActionDef,
         body: &str,
         reference: Option<&Ref>,
+        known: Option<Connection>,
     ) {
         let id = request.connection_id.clone();
         let name = def.name();
@@ -506,7 +507,7 @@ impl Dispatcher {
         let record = if def.is_public() {
             None
         } else {
-            match self.guard(&id).await {
+            match self.guard(&id, known).await {
                 Ok(record) => {
                     let span = tracing::Span::current();
                     if let Some(user) = &record.user_id {

@@ -22,10 +22,11 @@ impl Dispatcher {
         action: &str,
         body: &str,
         reference: Option<&Ref>,
+        known: Option<crate::store::Connection>,
     ) {
         let error =
             |code, message: &str| protocol::error_frame_ref(Some(action), reference, code, message);
-        let record = match self.guard(id).await {
+        let record = match self.guard(id, known).await {
             Ok(record) => record,
             Err(refusal) => {
                 reply(messenger, id, &error(refusal.code, refusal.message)).await;

@@ -175,6 +175,20 @@ pub trait ConnectionStore: Send + Sync + 'static {
         window_start_ms: i64,
     ) -> Result<Option<u32>, StoreError>;
 
+    /// [`ConnectionStore::count_message`], also returning the live record after the count:
+    /// the auth guard's read and the rate counter in one call where the store can (DynamoDB:
+    /// one conditional `UpdateItem` returning the whole item). The default counts, then reads.
+    async fn count_message_and_get(
+        &self,
+        connection_id: &str,
+        window_start_ms: i64,
+    ) -> Result<Option<(u32, Option<Connection>)>, StoreError> {
+        match self.count_message(connection_id, window_start_ms).await? {
+            None => Ok(None),
+            Some(count) => Ok(Some((count, self.get(connection_id).await?))),
+        }
+    }
+
     /// Counts one failed `auth` on the connection and returns the total so far, or `None`
     /// when the connection has no live record.
     async fn count_auth_failure(&self, connection_id: &str) -> Result<Option<u32>, StoreError>;
