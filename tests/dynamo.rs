@@ -321,6 +321,12 @@ async fn abuse_counters_live_in_the_record() {
         .unwrap()
         .unwrap();
     assert_eq!(count, 1, "a new window resets here too");
-    assert_eq!(store.count_message_and_get("old=", 1000).await.unwrap(), None);
-    assert_eq!(store.count_message_and_get("ghost=", 1000).await.unwrap(), None);
+    assert_eq!(
+        store.count_message_and_get("old=", 1000).await.unwrap(),
+        None
+    );
+    assert_eq!(
+        store.count_message_and_get("ghost=", 1000).await.unwrap(),
+        None
+    );
 }
