@@ -341,14 +341,6 @@ impl App {
     }
 
     fn token_verifier(&self, mode: Mode) -> Result<TokenVerifier, Error> {
-        if let Some(JwtKey::Secret(secret)) = &self.config.jwt_key
-            && secret.len() < 32
-        {
-            tracing::warn!(
-                bytes = secret.len(),
-                "VK_WS_JWT_SECRET is shorter than 32 bytes: HS256 secrets should be at least 32 random bytes (e.g. `openssl rand -base64 48`)"
-            );
-        }
         if let Some(url) = &self.config.jwks_url {
             return Ok(TokenVerifier::Jwks(JwksVerifier::new(url, &self.config)?));
         }
@@ -374,6 +366,15 @@ impl App {
 
     /// Builds the dispatcher, checking the registered actions.
     pub fn dispatcher(&self, mode: Mode) -> Result<Dispatcher, Error> {
+        // Warned here, once per dispatcher (Lambda mode also checks the key earlier).
+        if let Some(JwtKey::Secret(secret)) = &self.config.jwt_key
+            && secret.len() < 32
+        {
+            tracing::warn!(
+                bytes = secret.len(),
+                "VK_WS_JWT_SECRET is shorter than 32 bytes: HS256 secrets should be at least 32 random bytes (e.g. `openssl rand -base64 48`)"
+            );
+        }
         let verifier = self.token_verifier(mode)?;
         let selection_field = match self.environment()? {
             Some(env) => env.websocket.selection_field().to_owned(),
