@@ -416,3 +416,27 @@ impl Rig {
         dispatcher.messenger(self.api.delivery(&endpoint))
     }
 }
+
+/// A `$connect` event for `id`, from the published API Gateway fixture.
+pub fn connect_event(id: &str) -> Value {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/fixtures/apigw-websocket/example-apigw-websocket-request-without-method.json"
+    );
+    let mut event: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    event["requestContext"]["connectionId"] = serde_json::json!(id);
+    event["requestContext"]["apiId"] = serde_json::json!("abcd1234");
+    event
+}
+
+/// A `$default` event from `id` carrying `body` (a JSON string is sent as is, raw).
+pub fn message_event(id: &str, body: Value) -> Value {
+    let mut event = connect_event(id);
+    event["requestContext"]["routeKey"] = serde_json::json!("$default");
+    event["requestContext"]["eventType"] = serde_json::json!("MESSAGE");
+    event["body"] = serde_json::json!(match body {
+        Value::String(raw) => raw,
+        other => other.to_string(),
+    });
+    event
+}

@@ -15,36 +15,14 @@
     missing_docs
 )]
 
-use serde_json::{Value, json};
+use serde_json::json;
 use std::process::{Command, Stdio};
 use std::time::Instant;
 use venturekit_ws_tests::aws::{
-    ManagementServer, RuntimeApi, dynamo_client, fresh_table, moto_endpoint,
+    ManagementServer, RuntimeApi, connect_event, dynamo_client, fresh_table, message_event,
+    moto_endpoint,
 };
 use venturekit_ws_tests::{SECRET, token};
-
-fn fixture() -> Value {
-    let path = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/fixtures/apigw-websocket/example-apigw-websocket-request-without-method.json"
-    );
-    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
-}
-
-fn connect(id: &str) -> Value {
-    let mut event = fixture();
-    event["requestContext"]["connectionId"] = json!(id);
-    event["requestContext"]["apiId"] = json!("abcd1234");
-    event
-}
-
-fn message(id: &str, body: &Value) -> Value {
-    let mut event = connect(id);
-    event["requestContext"]["routeKey"] = json!("$default");
-    event["requestContext"]["eventType"] = json!("MESSAGE");
-    event["body"] = json!(body.to_string());
-    event
-}
 
 /// User + system CPU of `pid`, in seconds.
 fn cpu_seconds(pid: u32) -> f64 {
@@ -118,18 +96,24 @@ async fn main() {
     let pid = child.id();
 
     for (id, user) in [("alice=", "alice"), ("bob=", "bob")] {
-        runtime.invoke(connect(id)).await.unwrap();
+        runtime.invoke(connect_event(id)).await.unwrap();
         let auth = json!({"action": "auth", "token": token(user, &["acme"])});
-        runtime.invoke(message(id, &auth)).await.unwrap();
+        runtime.invoke(message_event(id, auth)).await.unwrap();
     }
     let send = |i: usize| json!({"action": "send", "to": "bob", "data": i});
     for i in 0..20 {
-        runtime.invoke(message("alice=", &send(i))).await.unwrap();
+        runtime
+            .invoke(message_event("alice=", send(i)))
+            .await
+            .unwrap();
     }
     let cpu_before = cpu_seconds(pid);
     let started = Instant::now();
     for i in 0..invocations {
-        runtime.invoke(message("alice=", &send(i))).await.unwrap();
+        runtime
+            .invoke(message_event("alice=", send(i)))
+            .await
+            .unwrap();
     }
     let wall = started.elapsed().as_secs_f64();
     let cpu = cpu_seconds(pid) - cpu_before;

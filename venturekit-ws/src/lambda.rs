@@ -40,13 +40,10 @@ pub async fn run(dispatcher: Dispatcher, api: ManagementApi) -> Result<(), Error
         async move {
             use tracing::Instrument;
             let set = Arc::new(std::sync::Mutex::new(crate::metrics::MetricSet::default()));
-            let payload = event.payload.get();
-            let scheduled = !payload.contains("\"requestContext\"");
-            let action = if scheduled { "vk:sweep" } else { "-" };
             let output = crate::metrics::scope(
                 set.clone(),
-                action,
-                handle_until(&dispatcher, &api, payload, deadline).instrument(span),
+                "-",
+                handle_until(&dispatcher, &api, event.payload.get(), deadline).instrument(span),
             )
             .await;
             if emf {
@@ -175,6 +172,7 @@ pub async fn sweep(
     api: &ManagementApi,
     deadline: Option<Instant>,
 ) -> Result<SweepReport, Error> {
+    crate::metrics::set_action("vk:sweep");
     let options = SweepOptions::until(deadline);
     let (delivery, options): (Arc<dyn Delivery>, _) = match api.configured_endpoint() {
         Some(endpoint) => (api.delivery(&endpoint), options),

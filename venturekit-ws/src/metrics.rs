@@ -42,6 +42,19 @@ pub struct ActionCounts {
     pub fanout_ms: f64,
 }
 
+impl ActionCounts {
+    /// Adds `other`'s counts to these.
+    fn add(&mut self, other: &ActionCounts) {
+        self.messages += other.messages;
+        self.delivered += other.delivered;
+        self.gone += other.gone;
+        self.failed += other.failed;
+        self.throttled += other.throttled;
+        self.window_expired += other.window_expired;
+        self.fanout_ms += other.fanout_ms;
+    }
+}
+
 /// Counts by action, and authentication failures by code.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct MetricSet {
@@ -135,14 +148,7 @@ impl MetricSet {
     /// Adds `other`'s counts.
     pub fn merge(&mut self, other: &MetricSet) {
         for (action, counts) in &other.actions {
-            let mine = self.actions.entry(action.clone()).or_default();
-            mine.messages += counts.messages;
-            mine.delivered += counts.delivered;
-            mine.gone += counts.gone;
-            mine.failed += counts.failed;
-            mine.throttled += counts.throttled;
-            mine.window_expired += counts.window_expired;
-            mine.fanout_ms += counts.fanout_ms;
+            self.actions.entry(action.clone()).or_default().add(counts);
         }
         for (code, n) in &other.auth_failures {
             *self.auth_failures.entry(code.clone()).or_default() += n;
@@ -202,13 +208,7 @@ impl MetricSet {
     pub fn summary(&self) -> String {
         let mut total = ActionCounts::default();
         for counts in self.actions.values() {
-            total.messages += counts.messages;
-            total.delivered += counts.delivered;
-            total.gone += counts.gone;
-            total.failed += counts.failed;
-            total.throttled += counts.throttled;
-            total.window_expired += counts.window_expired;
-            total.fanout_ms += counts.fanout_ms;
+            total.add(counts);
         }
         let auth_failures: u64 = self.auth_failures.values().sum();
         let mut busiest: Vec<(&String, &ActionCounts)> = self.actions.iter().collect();

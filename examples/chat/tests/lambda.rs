@@ -10,6 +10,7 @@ use venturekit_ws::aws::DynamoStore;
 use venturekit_ws::clock::now_secs;
 use venturekit_ws::{Connection, ConnectionStore};
 use venturekit_ws_tests::aws::*;
+use venturekit_ws_tests::aws::{connect_event as connect, message_event as message};
 use venturekit_ws_tests::{SECRET, token};
 
 const BIN: &str = env!("CARGO_BIN_EXE_chat");
@@ -85,32 +86,6 @@ fn with_lambda_env(
             mgmt.endpoint("dev"),
         );
     cmd
-}
-
-fn fixture() -> Value {
-    let path = format!(
-        "{}/../../tests/fixtures/apigw-websocket/example-apigw-websocket-request-without-method.json",
-        env!("CARGO_MANIFEST_DIR")
-    );
-    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
-}
-
-fn connect(id: &str) -> Value {
-    let mut event = fixture();
-    event["requestContext"]["connectionId"] = json!(id);
-    event["requestContext"]["apiId"] = json!("abcd1234");
-    event
-}
-
-fn message(id: &str, body: Value) -> Value {
-    let mut event = connect(id);
-    event["requestContext"]["routeKey"] = json!("$default");
-    event["requestContext"]["eventType"] = json!("MESSAGE");
-    event["body"] = json!(match body {
-        Value::String(raw) => raw,
-        other => other.to_string(),
-    });
-    event
 }
 
 fn disconnect(id: &str) -> Value {
