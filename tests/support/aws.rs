@@ -89,6 +89,8 @@ struct MgmtState {
     gone: Mutex<HashSet<String>>,
     throttle: Mutex<HashMap<String, u32>>,
     stall: Mutex<HashSet<String>>,
+    /// Bodies of the posts answered 200, by connection id.
+    received: Mutex<HashMap<String, Vec<String>>>,
 }
 
 /// A recording management API server on loopback: answers 410 for chosen ids, 429 a chosen
@@ -150,6 +152,23 @@ impl ManagementServer {
             .into_iter()
             .filter(|c| c.connection_id == id)
             .collect()
+    }
+
+    /// Bodies of the posts to `id` that were answered 200 (what the client received), as
+    /// JSON.
+    pub fn received_by(&self, id: &str) -> Vec<Value> {
+        self.state
+            .received
+            .lock()
+            .unwrap()
+            .get(id)
+            .map(|bodies| {
+                bodies
+                    .iter()
+                    .map(|b| serde_json::from_str(b).unwrap_or(Value::Null))
+                    .collect()
+            })
+            .unwrap_or_default()
     }
 
     /// Bodies posted to one connection, as JSON.
@@ -229,7 +248,18 @@ async fn mgmt_call(
     }
     match method {
         Method::DELETE => StatusCode::NO_CONTENT.into_response(),
-        _ => StatusCode::OK.into_response(),
+        _ => {
+            if method == Method::POST {
+                state
+                    .received
+                    .lock()
+                    .unwrap()
+                    .entry(id)
+                    .or_default()
+                    .push(String::from_utf8_lossy(&body).into_owned());
+            }
+            StatusCode::OK.into_response()
+        }
     }
 }
 
@@ -439,4 +469,97 @@ pub fn message_event(id: &str, body: Value) -> Value {
         other => other.to_string(),
     });
     event
+}
+
+/// An SQS client for moto, with dummy credentials.
+pub fn sqs_client() -> aws_sdk_sqs::Client {
+    let config = aws_sdk_sqs::Config::builder()
+        .behavior_version(aws_sdk_sqs::config::BehaviorVersion::latest())
+        .endpoint_url(moto_endpoint())
+        .region(aws_sdk_sqs::config::Region::new("us-east-1"))
+        .credentials_provider(aws_sdk_sqs::config::Credentials::new(
+            "test", "test", None, None, "tests",
+        ))
+        .build();
+    aws_sdk_sqs::Client::from_conf(config)
+}
+
+/// A fresh SQS queue in moto, named uniquely for this test; returns its URL.
+pub async fn fresh_queue(client: &aws_sdk_sqs::Client, label: &str) -> String {
+    let name = format!("vk-{label}-{:08x}", rand::random::<u32>());
+    client
+        .create_queue()
+        .queue_name(name)
+        .send()
+        .await
+        .expect("creating the queue in moto failed")
+        .queue_url()
+        .expect("moto returned no queue URL")
+        .to_owned()
+}
+
+/// An SQS event as the event source mapping delivers it (the published fixture's shape),
+/// carrying `messages` (message id, body).
+pub fn sqs_event(messages: &[(String, String)]) -> Value {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/fixtures/sqs/example-sqs-event.json"
+    );
+    let fixture: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let template = fixture["Records"][0].clone();
+    let records = messages
+        .iter()
+        .map(|(id, body)| {
+            let mut record = template.clone();
+            record["messageId"] = Value::from(id.as_str());
+            record["receiptHandle"] = Value::from(format!("receipt-{id}"));
+            record["body"] = Value::from(body.as_str());
+            record["messageAttributes"] = serde_json::json!({});
+            record
+        })
+        .collect::<Vec<_>>();
+    serde_json::json!({ "Records": records })
+}
+
+/// Writes authenticated records (user, tenant, ttl two hours ahead) in batches of 25.
+pub async fn put_authenticated(
+    client: &aws_sdk_dynamodb::Client,
+    table: &str,
+    records: &[(String, String, Option<String>)],
+) {
+    use aws_sdk_dynamodb::types::{AttributeValue, PutRequest, WriteRequest};
+    let now = venturekit_ws::clock::now_secs();
+    for chunk in records.chunks(25) {
+        let requests = chunk
+            .iter()
+            .map(|(id, user, tenant)| {
+                let mut item = HashMap::from([
+                    ("connectionId".to_owned(), AttributeValue::S(id.clone())),
+                    ("authenticated".to_owned(), AttributeValue::Bool(true)),
+                    ("userId".to_owned(), AttributeValue::S(user.clone())),
+                    ("connectedAt".to_owned(), AttributeValue::N("1".into())),
+                    (
+                        "ttl".to_owned(),
+                        AttributeValue::N((now + 7200).to_string()),
+                    ),
+                ]);
+                if let Some(tenant) = tenant {
+                    item.insert("tenantId".to_owned(), AttributeValue::S(tenant.clone()));
+                }
+                WriteRequest::builder()
+                    .put_request(PutRequest::builder().set_item(Some(item)).build().unwrap())
+                    .build()
+            })
+            .collect();
+        let out = client
+            .batch_write_item()
+            .request_items(table, requests)
+            .send()
+            .await
+            .unwrap();
+        assert!(
+            out.unprocessed_items().is_none_or(|u| u.is_empty()),
+            "moto left items unprocessed"
+        );
+    }
 }

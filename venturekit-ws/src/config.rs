@@ -79,6 +79,19 @@ pub struct Config {
     pub delivery_timeout: Duration,
     /// `VK_WS_SCAN_SEGMENTS`: parallel scan segments for broadcast and the sweeper, default 1.
     pub scan_segments: u32,
+    /// `VK_WS_FANOUT_QUEUE_URL`: the SQS queue that large fan-outs spill to (Lambda). Unset:
+    /// every fan-out stays in the invocation that started it.
+    pub fanout_queue_url: Option<String>,
+    /// `VK_WS_SPILL_THRESHOLD`: a broadcast or topic publish to more connections than this is
+    /// split into segments on the fan-out queue, default 2000.
+    pub spill_threshold: usize,
+    /// `VK_WS_FANOUT_RATE`: management API posts per second that all fan-out workers share,
+    /// default 5000 (half of API Gateway's default account rate of 10,000/s).
+    pub fanout_rate: u32,
+    /// `VK_WS_FANOUT_WORKERS`: how many worker invocations may run at once (the queue's event
+    /// source `MaximumConcurrency`), default 10; each paces itself to
+    /// `fanout_rate / fanout_workers` posts per second.
+    pub fanout_workers: u32,
     /// `VK_WS_RATE_LIMIT_PER_SEC`: sustained inbound messages per connection (0 = no limit), default 20.
     pub rate_limit_per_sec: u32,
     /// `VK_WS_RATE_LIMIT_BURST`: messages allowed per window of `burst / rate` seconds, default 40.
@@ -132,6 +145,10 @@ impl Default for Config {
             fanout_concurrency: DEFAULT_FANOUT_CONCURRENCY,
             delivery_timeout: Duration::from_secs(3),
             scan_segments: 1,
+            fanout_queue_url: None,
+            spill_threshold: crate::fanout::DEFAULT_SPILL_THRESHOLD,
+            fanout_rate: crate::fanout::DEFAULT_FANOUT_RATE,
+            fanout_workers: crate::fanout::DEFAULT_FANOUT_WORKERS,
             rate_limit_per_sec: 20,
             rate_limit_burst: 40,
             max_auth_failures: 5,
@@ -235,6 +252,16 @@ impl Config {
         config.env = var("VK_WS_ENV");
         if let Some(v) = var("VK_WS_FANOUT_CONCURRENCY") {
             config.fanout_concurrency = number("VK_WS_FANOUT_CONCURRENCY", &v, 1, 1000)? as usize;
+        }
+        config.fanout_queue_url = var("VK_WS_FANOUT_QUEUE_URL");
+        if let Some(v) = var("VK_WS_SPILL_THRESHOLD") {
+            config.spill_threshold = number("VK_WS_SPILL_THRESHOLD", &v, 1, 1_000_000)? as usize;
+        }
+        if let Some(v) = var("VK_WS_FANOUT_RATE") {
+            config.fanout_rate = number("VK_WS_FANOUT_RATE", &v, 1, 1_000_000)? as u32;
+        }
+        if let Some(v) = var("VK_WS_FANOUT_WORKERS") {
+            config.fanout_workers = number("VK_WS_FANOUT_WORKERS", &v, 1, 1000)? as u32;
         }
         if let Some(v) = var("VK_WS_DELIVERY_TIMEOUT_MS") {
             config.delivery_timeout =

@@ -31,4 +31,10 @@ pub trait Delivery: Send + Sync + 'static {
 
     /// Closes the connection (`DELETE @connections/{id}`).
     async fn close(&self, connection_id: &str) -> Result<(), DeliveryError>;
+
+    /// The management API endpoint this delivery posts to, when it has one that a worker
+    /// invocation could use too (spilled fan-out segments carry it). Default `None`.
+    fn endpoint(&self) -> Option<String> {
+        None
+    }
 }

@@ -1,5 +1,7 @@
-//! The Lambda adapter: one function serves `$connect`, `$disconnect` and `$default`, and an
-//! EventBridge scheduled event (`"source": "aws.events"`) runs the sweeper.
+//! The Lambda adapter: one function serves `$connect`, `$disconnect` and `$default`, an
+//! EventBridge scheduled event (`"source": "aws.events"`) runs the sweeper, and SQS events
+//! from the fan-out queue (`VK_WS_FANOUT_QUEUE_URL`) are worked off as spilled fan-out
+//! segments (see [`crate::fanout`]), answering with partial batch failures.
 //!
 //! Client mistakes (bad JSON, unknown action, bad token) are answered to the client and the
 //! invocation returns `{"statusCode":200}`; a Lambda error is only for events that are not
@@ -87,6 +89,17 @@ pub enum Invocation {
     WebSocket(Box<WebSocketEvent>),
     /// An EventBridge scheduled event: run the sweeper.
     Scheduled,
+    /// An SQS event: fan-out segments to work off.
+    Queue(Vec<QueueMessage>),
+}
+
+/// One SQS message of a queue event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueueMessage {
+    /// `messageId`, the batch item identifier.
+    pub message_id: String,
+    /// `body`.
+    pub body: String,
 }
 
 impl Invocation {
@@ -97,6 +110,7 @@ impl Invocation {
             Ok(event) => Ok(Invocation::WebSocket(Box::new(event))),
             Err(not_websocket) => match serde_json::from_str::<Value>(raw) {
                 Ok(value) if is_scheduled(&value) => Ok(Invocation::Scheduled),
+                Ok(value) if is_sqs(&value) => Ok(Invocation::Queue(queue_messages(&value))),
                 Ok(_) => Err(format!(
                     "not an API Gateway WebSocket event: {not_websocket}"
                 )),
@@ -112,6 +126,51 @@ pub fn is_scheduled(payload: &Value) -> bool {
         || payload.get("detail-type").and_then(Value::as_str) == Some("Scheduled Event")
 }
 
+/// Whether `payload` is an SQS event (`{"Records":[{"eventSource":"aws:sqs",…}]}`).
+pub fn is_sqs(payload: &Value) -> bool {
+    payload
+        .get("Records")
+        .and_then(Value::as_array)
+        .and_then(|records| records.first())
+        .and_then(|r| r.get("eventSource"))
+        .and_then(Value::as_str)
+        == Some("aws:sqs")
+}
+
+fn queue_messages(payload: &Value) -> Vec<QueueMessage> {
+    let field =
+        |r: &Value, name: &str| r.get(name).and_then(Value::as_str).unwrap_or("").to_owned();
+    payload["Records"]
+        .as_array()
+        .map(|records| {
+            records
+                .iter()
+                .map(|r| QueueMessage {
+                    message_id: field(r, "messageId"),
+                    body: field(r, "body"),
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The answer to an SQS event (the event source mapping needs
+/// `FunctionResponseTypes: [ReportBatchItemFailures]`): the messages to deliver again.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BatchResponse {
+    /// `[{"itemIdentifier": messageId}]` of the messages that failed.
+    pub batch_item_failures: Vec<BatchItemFailure>,
+}
+
+/// One failed message of an SQS batch.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BatchItemFailure {
+    /// The message's `messageId`.
+    pub item_identifier: String,
+}
+
 /// What an invocation returns to Lambda.
 // One value per invocation, returned at once: boxing the response would only add an
 // allocation to every message.
@@ -123,6 +182,8 @@ pub enum Output {
     Response(WebSocketResponse),
     /// What a scheduled sweep did: `{"expired":N,"closed":M}`.
     Sweep(SweepReport),
+    /// The fan-out segments to deliver again: `{"batchItemFailures":[…]}`.
+    Batch(BatchResponse),
 }
 
 /// When a sweep must stop starting new work: shortly before the invocation's deadline
@@ -154,6 +215,11 @@ pub async fn handle_until(
         Invocation::WebSocket(event) => event,
         Invocation::Scheduled => {
             return Ok(Output::Sweep(sweep(dispatcher, api, deadline).await?));
+        }
+        Invocation::Queue(messages) => {
+            return Ok(Output::Batch(
+                work(dispatcher, api, &messages, deadline).await,
+            ));
         }
     };
     let endpoint = RequestInfo::of(&event).and_then(|r| api.endpoint_for(&r));
@@ -195,6 +261,72 @@ pub async fn sweep(
         "sweep done"
     );
     Ok(report)
+}
+
+/// Works off fan-out segments one after another, stopping at `deadline` (what is left of a
+/// segment is queued again). A message that is not a segment, or whose segment could not
+/// be worked off, is reported as a batch item failure: SQS delivers it again, and finally
+/// moves it to the dead-letter queue.
+pub async fn work(
+    dispatcher: &Dispatcher,
+    api: &ManagementApi,
+    messages: &[QueueMessage],
+    deadline: Option<Instant>,
+) -> BatchResponse {
+    let mut response = BatchResponse::default();
+    for message in messages {
+        let failed = match crate::fanout::Segment::from_body(&message.body) {
+            None => {
+                tracing::error!(
+                    message_id = %message.message_id,
+                    "a queue message that is not a venturekit-ws fan-out segment; leaving it to the dead-letter queue"
+                );
+                true
+            }
+            Some(segment) => {
+                crate::metrics::set_action(&segment.action);
+                match segment
+                    .endpoint
+                    .clone()
+                    .or_else(|| api.configured_endpoint())
+                {
+                    None => {
+                        tracing::error!(
+                            message_id = %message.message_id,
+                            "a fan-out segment without a management endpoint, and no VK_WS_MANAGEMENT_ENDPOINT"
+                        );
+                        true
+                    }
+                    Some(endpoint) => {
+                        let messenger = dispatcher.messenger(api.delivery(&endpoint));
+                        match messenger.work(&segment, deadline).await {
+                            Ok(report) => {
+                                tracing::info!(
+                                    message_id = %message.message_id,
+                                    delivered = report.delivered,
+                                    gone = report.gone,
+                                    requeued = report.requeued,
+                                    given_up = report.given_up,
+                                    "fan-out segment done"
+                                );
+                                false
+                            }
+                            Err(error) => {
+                                tracing::warn!(message_id = %message.message_id, %error, "fan-out segment failed; SQS will deliver it again");
+                                true
+                            }
+                        }
+                    }
+                }
+            }
+        };
+        if failed {
+            response.batch_item_failures.push(BatchItemFailure {
+                item_identifier: message.message_id.clone(),
+            });
+        }
+    }
+    response
 }
 
 /// Delivery when no management endpoint can be determined.

@@ -56,6 +56,7 @@ pub mod deploy;
 pub mod dispatch;
 mod error;
 pub mod event;
+pub mod fanout;
 pub mod hooks;
 #[cfg(feature = "aws")]
 pub mod lambda;
@@ -79,7 +80,7 @@ pub use delivery::{Delivery, DeliveryError};
 pub use dispatch::{Authorization, Dispatcher};
 pub use error::{Error, WsError};
 pub use hooks::{ConnectRequest, DisconnectReason, HookCtx};
-pub use messaging::{FanoutReport, MessagingError, Messenger, Scope};
+pub use messaging::{FanoutReport, MessagingError, Messenger, Scope, WorkError};
 pub use protocol::ErrorCode;
 pub use state::{FromCtx, State, States};
 pub use store::{Connection, ConnectionStore, MemoryStore, StoreError};

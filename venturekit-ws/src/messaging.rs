@@ -10,10 +10,17 @@ use futures_util::StreamExt;
 use serde::Serialize;
 use std::sync::Arc;
 
+mod worker;
+
+pub use worker::WorkError;
+
 pub use crate::config::DEFAULT_FANOUT_CONCURRENCY;
 
 /// Which connections a fan-out may reach.
-#[derive(Debug, Clone, PartialEq, Eq)]
+///
+/// In a spilled fan-out segment it is written `"all"`, `"noTenant"` or `{"tenant":"…"}`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub enum Scope {
     /// Every authenticated connection.
     All,
@@ -52,6 +59,10 @@ pub struct FanoutReport {
     pub gone: usize,
     /// Connections whose delivery failed for another reason.
     pub failed: usize,
+    /// Segments handed to the fan-out queue (`VK_WS_FANOUT_QUEUE_URL`) because the fan-out
+    /// was larger than `VK_WS_SPILL_THRESHOLD`: worker invocations reach those connections,
+    /// and they are not counted in `delivered`.
+    pub queued: usize,
 }
 
 /// A messaging operation failed before or while sending.
@@ -127,6 +138,7 @@ pub struct Messenger {
     on_removed: Option<OnRemoved>,
     topics: Option<crate::topics::Topics>,
     clock: crate::clock::Clock,
+    spill: Option<crate::fanout::Spill>,
 }
 
 impl std::fmt::Debug for Messenger {
@@ -153,6 +165,25 @@ fn is_storable_id(id: &str) -> bool {
     !id.is_empty() && id.len() <= crate::auth::MAX_ID_BYTES
 }
 
+/// What [`Messenger::post_all`] did.
+#[derive(Debug, Default)]
+pub(crate) struct Posted {
+    pub(crate) report: FanoutReport,
+    /// Posts that failed for a reason other than 410 (throttled, timed out).
+    pub(crate) failed: Vec<String>,
+    /// Connections not tried before the deadline.
+    pub(crate) untried: Vec<String>,
+}
+
+/// The ids of the authenticated records inside `scope`.
+fn in_scope(targets: Vec<Connection>, scope: &Scope) -> Vec<String> {
+    targets
+        .into_iter()
+        .filter(|c| c.authenticated && scope.contains(c))
+        .map(|c| c.connection_id)
+        .collect()
+}
+
 /// Serializes `message` once for a whole fan-out, enforcing the 128 KB limit.
 pub(crate) fn encode<T: Serialize + ?Sized>(message: &T) -> Result<String, MessagingError> {
     let text =
@@ -173,7 +204,20 @@ impl Messenger {
             on_removed: None,
             topics: None,
             clock: crate::clock::Clock::system(),
+            spill: None,
         }
+    }
+
+    /// Spills fan-outs larger than the spill's threshold to its queue (see
+    /// [`crate::fanout`]); `None` keeps every fan-out in this process.
+    pub fn with_spill(mut self, spill: Option<crate::fanout::Spill>) -> Self {
+        self.spill = spill;
+        self
+    }
+
+    /// The spill settings, if fan-outs spill.
+    pub fn spill(&self) -> Option<&crate::fanout::Spill> {
+        self.spill.as_ref()
     }
 
     /// Reads time (topic TTLs, join times) from `clock` instead of the system clock.
@@ -441,48 +485,176 @@ impl Messenger {
         let targets = match scope {
             Scope::Tenant(t) if !is_storable_id(t) => return Ok(FanoutReport::default()),
             Scope::Tenant(t) => self.store.get_by_tenant(t).await?,
-            Scope::All | Scope::NoTenant => self.store.list().await?,
+            Scope::All | Scope::NoTenant => match &self.spill {
+                Some(spill) => match self.probe(spill.threshold).await? {
+                    Some(everyone) => everyone,
+                    None => return Ok(self.spill_scan(spill, scope, &text).await),
+                },
+                None => self.store.list().await?,
+            },
         };
-        Ok(self.fan_out(targets, scope, &text).await)
+        let ids = in_scope(targets, scope);
+        Ok(self.fan_out_or_spill(ids, &text).await)
+    }
+
+    /// Reads records until more than `threshold` are seen: all of them when there are no
+    /// more (`Some`), or `None` when the table is larger.
+    async fn probe(&self, threshold: usize) -> Result<Option<Vec<Connection>>, StoreError> {
+        let mut seen = Vec::new();
+        let mut after: Option<String> = None;
+        loop {
+            let room = threshold + 1 - seen.len();
+            let page = self.store.scan_page(0, 1, after.as_deref(), room).await?;
+            seen.extend(page.records);
+            if seen.len() > threshold {
+                return Ok(None);
+            }
+            match page.next {
+                Some(next) => after = Some(next),
+                None => return Ok(Some(seen)),
+            }
+        }
+    }
+
+    /// The fan-out's origin, for the worker that delivers a spilled segment.
+    fn segment_template(&self, text: &str) -> crate::fanout::Segment {
+        let action = crate::metrics::current_action().unwrap_or_else(|| "-".to_owned());
+        crate::fanout::Segment::new(
+            text,
+            self.delivery.endpoint(),
+            &action,
+            crate::fanout::Target::Ids { ids: Vec::new() },
+        )
+    }
+
+    /// Queues one scan segment per spill scan segment. Segments the queue refuses are
+    /// worked here instead, so nothing is lost.
+    async fn spill_scan(
+        &self,
+        spill: &crate::fanout::Spill,
+        scope: &Scope,
+        text: &str,
+    ) -> FanoutReport {
+        let template = self.segment_template(text);
+        let segments = (0..spill.scan_segments)
+            .map(|segment| {
+                template.follow_up(
+                    0,
+                    crate::fanout::Target::Scan {
+                        segment,
+                        segments: spill.scan_segments,
+                        scope: scope.clone(),
+                        after: None,
+                    },
+                )
+            })
+            .collect();
+        self.queue_or_work(spill, segments).await
+    }
+
+    /// Posts `text` to `ids` here, or, when there are more than the spill threshold,
+    /// queues them in pages for worker invocations.
+    pub(crate) async fn fan_out_or_spill(&self, ids: Vec<String>, text: &str) -> FanoutReport {
+        match &self.spill {
+            Some(spill) if ids.len() > spill.threshold => {
+                let template = self.segment_template(text);
+                let segments = crate::fanout::id_segments(&template, ids, spill.threshold);
+                self.queue_or_work(spill, segments).await
+            }
+            _ => self.fan_out_ids(ids, text).await,
+        }
+    }
+
+    async fn queue_or_work(
+        &self,
+        spill: &crate::fanout::Spill,
+        segments: Vec<crate::fanout::Segment>,
+    ) -> FanoutReport {
+        let error = spill.queue.send(&segments).await.err();
+        let unqueued = error.as_ref().map_or(0, |e| e.unqueued.len());
+        let mut report = FanoutReport {
+            queued: segments.len().saturating_sub(unqueued),
+            ..FanoutReport::default()
+        };
+        tracing::info!(segments = report.queued, "fan-out spilled to the queue");
+        if let Some(error) = error {
+            tracing::warn!(
+                %error,
+                unqueued,
+                "the fan-out queue refused segments; delivering them in this invocation"
+            );
+            for segment in error.unqueued.iter().filter_map(|&i| segments.get(i)) {
+                let done = self.deliver_segment(segment, None).await;
+                report.delivered += done.posted.report.delivered;
+                report.gone += done.posted.report.gone;
+                report.failed += done.posted.report.failed;
+                if let Some(error) = done.stopped_by {
+                    tracing::error!(%error, "reading the fan-out's targets failed; part of it was not delivered");
+                }
+            }
+        }
+        report
     }
 
     /// Posts `text` to each of `ids`, `concurrency` at a time. Each post's future removes its
     /// own gone record, so a burst of 410s (stale rows after a deploy) is cleaned up in
     /// parallel instead of stalling the other posts.
     pub(crate) async fn fan_out_ids(&self, ids: Vec<String>, text: &str) -> FanoutReport {
+        self.post_all(ids, text, None, None).await.report
+    }
+
+    /// Posts `text` to each of `ids`, each post waiting for its slot from `pacer` (if any);
+    /// posts not started by `deadline` are left untried.
+    pub(crate) async fn post_all(
+        &self,
+        ids: Vec<String>,
+        text: &str,
+        pacer: Option<&crate::fanout::Pacer>,
+        deadline: Option<std::time::Instant>,
+    ) -> Posted {
+        enum Outcome {
+            Sent(Result<(), DeliveryError>),
+            Untried,
+        }
         let started = std::time::Instant::now();
         let posts = ids.into_iter().map(|id| async move {
+            if let Some(pacer) = pacer {
+                pacer.wait().await;
+            }
+            if deadline.is_some_and(|d| std::time::Instant::now() >= d) {
+                return (id, Outcome::Untried);
+            }
             let result = self.delivery.post(&id, text).await;
             match &result {
                 Err(DeliveryError::Gone) => self.remove_gone(&id).await,
                 Err(e) => tracing::warn!(connection_id = %id, error = %e, "delivery failed"),
                 Ok(()) => {}
             }
-            result
+            (id, Outcome::Sent(result))
         });
         let mut results = futures_util::stream::iter(posts).buffer_unordered(self.concurrency);
-        let mut report = FanoutReport::default();
-        while let Some(result) = results.next().await {
-            match result {
-                Ok(()) => report.delivered += 1,
-                Err(DeliveryError::Gone) => report.gone += 1,
-                Err(_) => report.failed += 1,
+        let mut posted = Posted::default();
+        while let Some((id, outcome)) = results.next().await {
+            match outcome {
+                Outcome::Sent(Ok(())) => posted.report.delivered += 1,
+                Outcome::Sent(Err(DeliveryError::Gone)) => posted.report.gone += 1,
+                Outcome::Sent(Err(_)) => {
+                    posted.report.failed += 1;
+                    posted.failed.push(id);
+                }
+                Outcome::Untried => posted.untried.push(id),
             }
         }
+        let report = &posted.report;
         crate::metrics::count(crate::metrics::Count::Delivered, report.delivered as u64);
         crate::metrics::count(crate::metrics::Count::Gone, report.gone as u64);
         crate::metrics::count(crate::metrics::Count::Failed, report.failed as u64);
         crate::metrics::fanout_time(started.elapsed());
-        report
+        posted
     }
 
     async fn fan_out(&self, targets: Vec<Connection>, scope: &Scope, text: &str) -> FanoutReport {
-        let ids = targets
-            .into_iter()
-            .filter(|c| c.authenticated && scope.contains(c))
-            .map(|c| c.connection_id)
-            .collect();
-        self.fan_out_ids(ids, text).await
+        self.fan_out_ids(in_scope(targets, scope), text).await
     }
 
     async fn remove_gone(&self, connection_id: &str) {

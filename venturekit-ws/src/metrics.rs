@@ -105,6 +105,11 @@ pub(crate) fn set_action(action: &str) {
     let _ = CURRENT.try_with(|r| *lock(&r.action) = action.to_owned());
 }
 
+/// The action being handled, inside a metrics scope.
+pub(crate) fn current_action() -> Option<String> {
+    CURRENT.try_with(|r| lock(&r.action).clone()).ok()
+}
+
 fn with_counts(f: impl FnOnce(&mut ActionCounts)) {
     let _ = CURRENT.try_with(|r| {
         let action = lock(&r.action).clone();

@@ -223,7 +223,10 @@ impl App {
                 client, topics,
             )));
         }
-        let dispatcher = app.dispatcher(super::Mode::Lambda)?;
+        let mut dispatcher = app.dispatcher(super::Mode::Lambda)?;
+        if let Some(spill) = crate::aws::spill_from_config(&sdk, &app.config) {
+            dispatcher = dispatcher.with_spill(spill);
+        }
         crate::lambda::run(dispatcher, api).await
     }
 

@@ -336,6 +336,16 @@ impl DynamoStore {
     }
 }
 
+/// A scan page's records and the connection id the next page starts after.
+fn page_of(items: &[Item], last: Option<&Item>) -> Result<ExpiredPage, StoreError> {
+    let records = items.iter().map(from_item).collect::<Result<Vec<_>, _>>()?;
+    let next = match last.and_then(|k| k.get("connectionId")) {
+        Some(AttributeValue::S(id)) => Some(id.clone()),
+        _ => None,
+    };
+    Ok(ExpiredPage::new(records, next))
+}
+
 #[async_trait::async_trait]
 impl ConnectionStore for DynamoStore {
     async fn save(&self, connection: &Connection) -> Result<(), StoreError> {
@@ -468,6 +478,33 @@ impl ConnectionStore for DynamoStore {
         self.scan("#ttl <= :now").await
     }
 
+    async fn scan_page(
+        &self,
+        segment: u32,
+        segments: u32,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<ExpiredPage, StoreError> {
+        let start = after.map(|id| HashMap::from([("connectionId".to_owned(), s(id))]));
+        let mut request = self
+            .client
+            .scan()
+            .table_name(&self.table)
+            .filter_expression("#ttl > :now")
+            .expression_attribute_names("#ttl", "ttl")
+            .expression_attribute_values(":now", n(now_secs()))
+            .set_exclusive_start_key(start)
+            .limit(i32::try_from(limit.max(1)).unwrap_or(i32::MAX));
+        if segments > 1 {
+            let total = i32::try_from(segments).unwrap_or(i32::MAX);
+            request = request
+                .segment(i32::try_from(segment).unwrap_or(0))
+                .total_segments(total);
+        }
+        let page = request.send().await.map_err(backend("scan segment"))?;
+        page_of(page.items(), page.last_evaluated_key())
+    }
+
     async fn expired_page(
         &self,
         after: Option<&str>,
@@ -488,19 +525,7 @@ impl ConnectionStore for DynamoStore {
             .send()
             .await
             .map_err(backend("scan expired"))?;
-        let records = page
-            .items()
-            .iter()
-            .map(from_item)
-            .collect::<Result<Vec<_>, _>>()?;
-        let next = match page
-            .last_evaluated_key()
-            .and_then(|k| k.get("connectionId"))
-        {
-            Some(AttributeValue::S(id)) => Some(id.clone()),
-            _ => None,
-        };
-        Ok(ExpiredPage::new(records, next))
+        page_of(page.items(), page.last_evaluated_key())
     }
 
     async fn remove_expired(

@@ -229,6 +229,10 @@ impl Delivery for ApiGatewayDelivery {
         .await
     }
 
+    fn endpoint(&self) -> Option<String> {
+        Some(self.endpoint.clone())
+    }
+
     async fn close(&self, connection_id: &str) -> Result<(), DeliveryError> {
         self.with_retries("delete", connection_id, || async {
             self.client

@@ -20,10 +20,12 @@
 
 mod dynamo;
 mod management;
+mod sqs;
 mod topics;
 
 pub use dynamo::{DynamoStore, TENANT_INDEX, USER_INDEX, create_table};
 pub use management::{ApiGatewayDelivery, ManagementApi, RetryPolicy};
+pub use sqs::SqsQueue;
 pub use topics::{CONNECTION_INDEX, DynamoTopics, create_topics_table};
 
 use crate::config::Config;
@@ -66,5 +68,17 @@ pub async fn messenger_from_env() -> Result<Messenger, Error> {
     });
     Ok(Messenger::new(Arc::new(store), api.delivery(&endpoint))
         .with_concurrency(config.fanout_concurrency)
-        .with_topics(topics))
+        .with_topics(topics)
+        .with_spill(spill_from_config(&sdk, &config)))
+}
+
+/// Spilling to `VK_WS_FANOUT_QUEUE_URL` with the fan-out settings of `config`, when the
+/// queue is set.
+pub fn spill_from_config(
+    sdk: &aws_config::SdkConfig,
+    config: &Config,
+) -> Option<crate::fanout::Spill> {
+    let url = config.fanout_queue_url.clone()?;
+    let queue = SqsQueue::new(aws_sdk_sqs::Client::new(sdk), url);
+    Some(crate::fanout::Spill::from_config(Arc::new(queue), config))
 }

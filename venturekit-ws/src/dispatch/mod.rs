@@ -53,6 +53,7 @@ pub struct Dispatcher {
     topics: Option<Topics>,
     traffic_log: bool,
     clock: Clock,
+    spill: Option<crate::fanout::Spill>,
 }
 
 /// Abuse limits applied before any routing.
@@ -177,6 +178,7 @@ impl Dispatcher {
             topics: parts.topics,
             traffic_log: false,
             clock: parts.clock,
+            spill: None,
         })
     }
 
@@ -235,6 +237,14 @@ impl Dispatcher {
             .with_on_removed(on_removed)
             .with_topics(self.topics.clone())
             .with_clock(self.clock.clone())
+            .with_spill(self.spill.clone())
+    }
+
+    /// Spills large fan-outs of this dispatcher's messengers to a queue (see
+    /// [`crate::fanout`]).
+    pub fn with_spill(mut self, spill: crate::fanout::Spill) -> Self {
+        self.spill = Some(spill);
+        self
     }
 
     /// Handles one API Gateway WebSocket event. Client mistakes are answered to the client

@@ -90,6 +90,17 @@ impl ExpiredPage {
     }
 }
 
+/// The scan segment (of `segments`) that [`ConnectionStore::scan_page`]'s default puts
+/// `connection_id` in: FNV-1a of the id, modulo `segments`.
+pub fn segment_of(connection_id: &str, segments: u32) -> u32 {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in connection_id.bytes() {
+        hash ^= u64::from(byte);
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    (hash % u64::from(segments.max(1))) as u32
+}
+
 /// A store operation failed.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -146,6 +157,36 @@ pub trait ConnectionStore: Send + Sync + 'static {
 
     /// Every record whose `ttl` has passed but is still stored.
     async fn list_expired(&self) -> Result<Vec<Connection>, StoreError>;
+
+    /// One page of live records in scan segment `segment` of `segments` (DynamoDB: a
+    /// parallel-scan segment), in key order after connection id `after`; `next` is where the
+    /// following page starts (`None`: the segment is done). Segments are disjoint and together
+    /// hold every record. A page may hold fewer than `limit` records, even none, and still
+    /// have a `next`. Used by large fan-outs that spill to worker invocations.
+    ///
+    /// The default pages through [`ConnectionStore::list`], assigning a record to a segment
+    /// by a hash of its id.
+    async fn scan_page(
+        &self,
+        segment: u32,
+        segments: u32,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<ExpiredPage, StoreError> {
+        let segments = segments.max(1);
+        let mut records: Vec<Connection> = self
+            .list()
+            .await?
+            .into_iter()
+            .filter(|c| segment_of(&c.connection_id, segments) == segment)
+            .filter(|c| after.is_none_or(|a| c.connection_id.as_str() > a))
+            .collect();
+        records.sort_by(|a, b| a.connection_id.cmp(&b.connection_id));
+        let limit = limit.max(1);
+        let next = (records.len() > limit).then(|| records[limit - 1].connection_id.clone());
+        records.truncate(limit);
+        Ok(ExpiredPage::new(records, next))
+    }
 
     /// One page of records with `ttl <= now_secs` (strongly consistent), in key order after
     /// connection id `after`. `next` is where the following page starts (`None`: done).

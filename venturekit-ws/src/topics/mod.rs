@@ -416,7 +416,7 @@ impl Topics {
             return Ok(None);
         }
         let ids = members.into_iter().map(|m| m.connection_id).collect();
-        Ok(Some(messenger.fan_out_ids(ids, &text).await))
+        Ok(Some(messenger.fan_out_or_spill(ids, &text).await))
     }
 }
 
