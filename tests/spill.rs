@@ -66,77 +66,37 @@ async fn drain(
 ) -> Drained {
     let mut drained = Drained::default();
     for _ in 0..2000 {
-        let received = sqs
-            .receive_message()
-            .queue_url(url)
-            .max_number_of_messages(10)
-            .visibility_timeout(120)
-            .send()
-            .await
-            .unwrap();
-        let messages = received.messages();
-        if messages.is_empty() {
+        let batch = receive(sqs, url).await;
+        if batch.is_empty() {
             return drained;
         }
-        let batch: Vec<(String, String)> = messages
+        let messages: Vec<(String, String)> = batch
             .iter()
-            .map(|m| {
-                (
-                    m.message_id().unwrap().to_owned(),
-                    m.body().unwrap().to_owned(),
-                )
-            })
+            .map(|m| (m.id.clone(), m.body.clone()))
             .collect();
-        let event = sqs_event(&batch);
-        let payload = event.to_string();
+        let event = sqs_event(&messages);
+        assert!(venturekit_ws::lambda::is_sqs(&event));
         let output = if drained.invocations < stop_early {
-            let messages = batch
+            let messages = messages
                 .iter()
                 .map(|(id, body)| venturekit_ws::lambda::QueueMessage {
                     message_id: id.clone(),
                     body: body.clone(),
                 })
                 .collect::<Vec<_>>();
-            assert!(venturekit_ws::lambda::is_sqs(&event));
             Output::Batch(
                 venturekit_ws::lambda::work(dispatcher, api, &messages, Some(Instant::now())).await,
             )
         } else {
-            handle(dispatcher, api, &payload).await.unwrap()
+            handle(dispatcher, api, &event.to_string()).await.unwrap()
         };
         drained.invocations += 1;
         drained.messages += batch.len();
         let Output::Batch(response) = output else {
             panic!("an SQS event must be answered with a batch response, got {output:?}");
         };
-        // The answer has the published partial batch response's shape.
         let answer = serde_json::to_value(&response).unwrap();
-        assert!(answer["batchItemFailures"].is_array(), "{answer}");
-        let failed: HashSet<String> = response
-            .batch_item_failures
-            .iter()
-            .map(|f| f.item_identifier.clone())
-            .collect();
-        drained.failures += failed.len();
-        for m in messages {
-            let receipt = m.receipt_handle().unwrap();
-            if failed.contains(m.message_id().unwrap()) {
-                sqs.change_message_visibility()
-                    .queue_url(url)
-                    .receipt_handle(receipt)
-                    .visibility_timeout(0)
-                    .send()
-                    .await
-                    .unwrap();
-            } else {
-                sqs.delete_message()
-                    .queue_url(url)
-                    .receipt_handle(receipt)
-                    .send()
-                    .await
-                    .unwrap();
-            }
-        }
+        drained.failures += settle(sqs, url, &batch, &answer).await;
     }
     panic!("the queue did not drain within 2,000 invocations: {drained:?}");
 }
@@ -271,20 +231,9 @@ async fn a_chat_broadcast_in_a_large_tenant_spills_pages_of_ids_through_the_lamb
         "the `broadcast` invocation itself posts nothing: {:?}",
         rig.server.calls().first()
     );
-    let queued = sqs
-        .get_queue_attributes()
-        .queue_url(&url)
-        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessages)
-        .send()
-        .await
-        .unwrap();
-    let count = queued
-        .attributes()
-        .and_then(|a| a.get(&aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessages))
-        .cloned();
     assert_eq!(
-        count.as_deref(),
-        Some("3"),
+        queue_depth(&sqs, &url).await,
+        3,
         "4,500 ids in pages of at most 2,000"
     );
 

@@ -563,3 +563,89 @@ pub async fn put_authenticated(
         );
     }
 }
+
+/// One received SQS message.
+#[derive(Debug, Clone)]
+pub struct Received {
+    /// `MessageId`.
+    pub id: String,
+    /// `Body`.
+    pub body: String,
+    /// `ReceiptHandle`, to delete it or make it visible again.
+    pub receipt: String,
+}
+
+/// Receives up to 10 messages (hidden for two minutes), as the event source mapping does.
+pub async fn receive(client: &aws_sdk_sqs::Client, url: &str) -> Vec<Received> {
+    client
+        .receive_message()
+        .queue_url(url)
+        .max_number_of_messages(10)
+        .visibility_timeout(120)
+        .send()
+        .await
+        .expect("ReceiveMessage on moto failed")
+        .messages()
+        .iter()
+        .map(|m| Received {
+            id: m.message_id().unwrap_or_default().to_owned(),
+            body: m.body().unwrap_or_default().to_owned(),
+            receipt: m.receipt_handle().unwrap_or_default().to_owned(),
+        })
+        .collect()
+}
+
+/// Settles a batch as the event source mapping does after the function answered: deletes
+/// the messages not listed in `response`'s `batchItemFailures`, and makes the failed ones
+/// visible again at once (instead of after the visibility timeout). Returns the failures.
+pub async fn settle(
+    client: &aws_sdk_sqs::Client,
+    url: &str,
+    batch: &[Received],
+    response: &Value,
+) -> usize {
+    let failures = response["batchItemFailures"].as_array().unwrap_or_else(|| {
+        panic!("an SQS event must be answered with batchItemFailures: {response}")
+    });
+    let failed: HashSet<&str> = failures
+        .iter()
+        .map(|f| f["itemIdentifier"].as_str().expect("itemIdentifier"))
+        .collect();
+    for m in batch {
+        if failed.contains(m.id.as_str()) {
+            client
+                .change_message_visibility()
+                .queue_url(url)
+                .receipt_handle(&m.receipt)
+                .visibility_timeout(0)
+                .send()
+                .await
+                .unwrap();
+        } else {
+            client
+                .delete_message()
+                .queue_url(url)
+                .receipt_handle(&m.receipt)
+                .send()
+                .await
+                .unwrap();
+        }
+    }
+    failed.len()
+}
+
+/// How many messages the queue holds (visible ones).
+pub async fn queue_depth(client: &aws_sdk_sqs::Client, url: &str) -> usize {
+    use aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessages as Depth;
+    client
+        .get_queue_attributes()
+        .queue_url(url)
+        .attribute_names(Depth)
+        .send()
+        .await
+        .unwrap()
+        .attributes()
+        .and_then(|a| a.get(&Depth))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_default()
+}

@@ -732,3 +732,72 @@ async fn every_invocation_writes_cloudwatch_emf_metrics() {
         .sum();
     assert_eq!(failures, 2.0);
 }
+
+#[tokio::test]
+async fn large_broadcasts_spill_to_the_fanout_queue_and_sqs_invocations_deliver_them() {
+    let client = dynamo_client();
+    let table = fresh_table(&client, "spillbin").await;
+    history_table(&client, &table).await;
+    let sqs = sqs_client();
+    let url = fresh_queue(&sqs, "spillbin").await;
+    let runtime = RuntimeApi::start().await;
+    let mgmt = ManagementServer::start().await;
+    // The function's own settings, as the generated template sets them.
+    let mut cmd = with_lambda_env(clean_command(), &runtime, &table, &mgmt);
+    cmd.env("VK_WS_FANOUT_QUEUE_URL", &url)
+        .env("AWS_ENDPOINT_URL_SQS", moto_endpoint())
+        .env("VK_WS_SPILL_THRESHOLD", "3")
+        .env("VK_WS_FANOUT_WORKERS", "2")
+        .env("VK_WS_FANOUT_RATE", "100000");
+    let _function = Function(cmd.stdout(Stdio::null()).spawn().unwrap());
+
+    let ids: Vec<String> = (0..7).map(|i| format!("member{i}=")).collect();
+    for (i, id) in ids.iter().enumerate() {
+        auth(&runtime, &mgmt, id, &format!("user{i}"), &["acme"]).await;
+    }
+    ok(
+        &runtime,
+        message(
+            &ids[0],
+            json!({"action": "broadcast", "data": "to everyone"}),
+        ),
+    )
+    .await;
+    let frame = json!({"action": "message", "from": "user0", "data": "to everyone"});
+    let delivered = |id: &str| {
+        mgmt.posts_to(id)
+            .into_iter()
+            .filter(|p| *p == frame)
+            .count()
+    };
+    assert!(
+        ids.iter().all(|id| delivered(id) == 0),
+        "7 connections > threshold 3: the broadcast is queued, not posted"
+    );
+    assert_eq!(queue_depth(&sqs, &url).await, 3, "7 ids in pages of 3");
+
+    // The event source mapping's part: SQS events into the same function.
+    let mut invocations = 0;
+    loop {
+        let batch = receive(&sqs, &url).await;
+        if batch.is_empty() {
+            break;
+        }
+        let event = sqs_event(
+            &batch
+                .iter()
+                .map(|m| (m.id.clone(), m.body.clone()))
+                .collect::<Vec<_>>(),
+        );
+        let response = runtime
+            .invoke(event)
+            .await
+            .unwrap_or_else(|e| panic!("the SQS invocation failed: {e}"));
+        assert_eq!(settle(&sqs, &url, &batch, &response).await, 0, "{response}");
+        invocations += 1;
+        assert!(invocations < 20, "the queue does not drain");
+    }
+    for id in &ids {
+        assert_eq!(delivered(id), 1, "{id} must receive the broadcast once");
+    }
+}

@@ -128,6 +128,54 @@ fn template_structure() {
     let arn = manage["Resource"][0]["Fn::Sub"].as_str().unwrap();
     assert!(arn.contains("${WebSocketApi}/prod/"), "{arn}");
 
+    // Spill-over fan-out: the queue and its dead-letter queue, the function as the queue's
+    // event source (one segment per invocation, partial batch failures, MaximumConcurrency
+    // from FanoutWorkers), the settings in the environment, and a send-only grant on the
+    // queue (SAM adds the receive/delete grant for the event source on the same queue).
+    let queue = &t["Resources"]["FanoutQueue"]["Properties"];
+    assert_eq!(
+        queue["RedrivePolicy"],
+        json!({"deadLetterTargetArn": {"Fn::GetAtt": ["FanoutDeadLetterQueue", "Arn"]}, "maxReceiveCount": 5})
+    );
+    assert_eq!(
+        queue["VisibilityTimeout"],
+        6 * f["Timeout"].as_u64().unwrap()
+    );
+    assert_eq!(
+        t["Resources"]["FanoutDeadLetterQueue"]["Type"],
+        "AWS::SQS::Queue"
+    );
+    let source = &f["Events"]["Fanout"];
+    assert_eq!(source["Type"], "SQS");
+    assert_eq!(
+        source["Properties"],
+        json!({
+            "Queue": {"Fn::GetAtt": ["FanoutQueue", "Arn"]},
+            "BatchSize": 1,
+            "FunctionResponseTypes": ["ReportBatchItemFailures"],
+            "ScalingConfig": {"MaximumConcurrency": {"Ref": "FanoutWorkers"}}
+        })
+    );
+    for (var, parameter) in [
+        ("VK_WS_FANOUT_QUEUE_URL", "FanoutQueue"),
+        ("VK_WS_SPILL_THRESHOLD", "SpillThreshold"),
+        ("VK_WS_FANOUT_RATE", "FanoutRate"),
+        ("VK_WS_FANOUT_WORKERS", "FanoutWorkers"),
+    ] {
+        assert_eq!(vars[var], json!({"Ref": parameter}), "{var}");
+    }
+    assert_eq!(t["Parameters"]["SpillThreshold"]["Default"], 2000);
+    assert_eq!(t["Parameters"]["FanoutWorkers"]["MinValue"], 2);
+    let send = statements
+        .iter()
+        .find(|s| s["Sid"] == "FanoutQueueSend")
+        .unwrap();
+    assert_eq!(send["Action"], json!(["sqs:SendMessage"]));
+    assert_eq!(
+        send["Resource"],
+        json!([{"Fn::GetAtt": ["FanoutQueue", "Arn"]}])
+    );
+
     // Stage throttling and log retention from venturekit.toml.
     let stage = &t["Resources"]["Stage"]["Properties"];
     assert_eq!(stage["StageName"], "prod");

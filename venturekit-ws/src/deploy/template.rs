@@ -151,7 +151,10 @@ pub fn template_value(
         "JwtIssuer": {"Type": "String", "Default": "", "Description": "Required iss claim (VK_WS_JWT_ISSUER)."},
         "JwtAudience": {"Type": "String", "Default": "", "Description": "Required aud claim, or Cognito app client id (VK_WS_JWT_AUDIENCE)."},
         "JwtTokenUse": {"Type": "String", "Default": "", "AllowedValues": ["", "id", "access"], "Description": "Required Cognito token_use (VK_WS_JWT_TOKEN_USE)."},
-        "TenantClaim": {"Type": "String", "Default": "tenantId", "Description": "Claim listing the tenants a token may join (VK_WS_TENANT_CLAIM)."}
+        "TenantClaim": {"Type": "String", "Default": "tenantId", "Description": "Claim listing the tenants a token may join (VK_WS_TENANT_CLAIM)."},
+        "SpillThreshold": {"Type": "Number", "Default": crate::fanout::DEFAULT_SPILL_THRESHOLD, "MinValue": 1, "MaxValue": 1_000_000, "Description": "A broadcast or topic publish to more connections than this is split into segments on the fan-out queue (VK_WS_SPILL_THRESHOLD)."},
+        "FanoutRate": {"Type": "Number", "Default": crate::fanout::DEFAULT_FANOUT_RATE, "MinValue": 1, "MaxValue": 1_000_000, "Description": "Management API posts per second that all fan-out workers share (VK_WS_FANOUT_RATE); keep it below the account's API Gateway rate (10,000/s by default)."},
+        "FanoutWorkers": {"Type": "Number", "Default": crate::fanout::DEFAULT_FANOUT_WORKERS, "MinValue": 2, "MaxValue": 1000, "Description": "Most fan-out worker invocations at once: the queue's MaximumConcurrency (VK_WS_FANOUT_WORKERS)."}
     });
     let environment = json!({
         "VK_WS_ENV": stage,
@@ -173,6 +176,10 @@ pub fn template_value(
         "VK_WS_JWT_AUDIENCE": reference("JwtAudience"),
         "VK_WS_JWT_TOKEN_USE": reference("JwtTokenUse"),
         "VK_WS_TENANT_CLAIM": reference("TenantClaim"),
+        "VK_WS_FANOUT_QUEUE_URL": reference("FanoutQueue"),
+        "VK_WS_SPILL_THRESHOLD": reference("SpillThreshold"),
+        "VK_WS_FANOUT_RATE": reference("FanoutRate"),
+        "VK_WS_FANOUT_WORKERS": reference("FanoutWorkers"),
         "RUST_LOG": "info"
     });
     let table_arn = get_att("ConnectionsTable", "Arn");
@@ -229,6 +236,12 @@ pub fn template_value(
                             "Effect": "Allow",
                             "Action": ["execute-api:ManageConnections"],
                             "Resource": [sub(&format!("arn:${{AWS::Partition}}:execute-api:${{AWS::Region}}:${{AWS::AccountId}}:${{WebSocketApi}}/{stage}/*/@connections/*"))]
+                        },
+                        {
+                            "Sid": "FanoutQueueSend",
+                            "Effect": "Allow",
+                            "Action": ["sqs:SendMessage"],
+                            "Resource": [get_att("FanoutQueue", "Arn")]
                         }
                     ]
                 }],
@@ -236,8 +249,40 @@ pub fn template_value(
                     "Sweeper": {
                         "Type": "Schedule",
                         "Properties": {"Schedule": env.sweeper_schedule, "Description": "Closes connections whose auth window passed"}
+                    },
+                    // Spilled fan-out segments, one per invocation, at most FanoutWorkers at
+                    // once; the function answers with partial batch failures.
+                    "Fanout": {
+                        "Type": "SQS",
+                        "Properties": {
+                            "Queue": get_att("FanoutQueue", "Arn"),
+                            "BatchSize": 1,
+                            "FunctionResponseTypes": ["ReportBatchItemFailures"],
+                            "ScalingConfig": {"MaximumConcurrency": reference("FanoutWorkers")}
+                        }
                     }
                 }
+            }
+        },
+        "FanoutQueue": {
+            "Type": "AWS::SQS::Queue",
+            "Properties": {
+                // Six times the function timeout, as AWS advises for a Lambda event source.
+                "VisibilityTimeout": env.lambda.timeout_sec.saturating_mul(6).min(43_200),
+                // A fan-out still queued after an hour is news nobody wants any more.
+                "MessageRetentionPeriod": 3600,
+                "SqsManagedSseEnabled": true,
+                "RedrivePolicy": {
+                    "deadLetterTargetArn": get_att("FanoutDeadLetterQueue", "Arn"),
+                    "maxReceiveCount": 5
+                }
+            }
+        },
+        "FanoutDeadLetterQueue": {
+            "Type": "AWS::SQS::Queue",
+            "Properties": {
+                "MessageRetentionPeriod": 1_209_600,
+                "SqsManagedSseEnabled": true
             }
         },
         "FunctionLogs": {
@@ -325,7 +370,9 @@ pub fn template_value(
         "Outputs": {
             "WebSocketUrl": {"Description": "Connect clients here", "Value": sub(&format!("wss://${{WebSocketApi}}.execute-api.${{AWS::Region}}.amazonaws.com/{stage}"))},
             "ManagementEndpoint": {"Description": "VK_WS_MANAGEMENT_ENDPOINT for out-of-band sends", "Value": sub(&format!("https://${{WebSocketApi}}.execute-api.${{AWS::Region}}.amazonaws.com/{stage}"))},
-            "ConnectionsTableName": {"Description": "VK_WS_TABLE", "Value": reference("ConnectionsTable")}
+            "ConnectionsTableName": {"Description": "VK_WS_TABLE", "Value": reference("ConnectionsTable")},
+            "FanoutQueueUrl": {"Description": "VK_WS_FANOUT_QUEUE_URL: where large fan-outs spill", "Value": reference("FanoutQueue")},
+            "FanoutDeadLetterQueueUrl": {"Description": "Fan-out segments that failed five times (inspect, then redrive)", "Value": reference("FanoutDeadLetterQueue")}
         }
     })
 }
