@@ -212,15 +212,18 @@ impl App {
             .ok_or_else(|| Error::Config("VK_WS_TABLE is required on Lambda".into()))?;
         // Check the JWT configuration before touching AWS, for a clear startup error.
         self.token_verifier(super::Mode::Lambda)?;
-        let sdk = crate::aws::sdk_config().await;
-        let client = aws_sdk_dynamodb::Client::new(&sdk);
-        let store = crate::aws::DynamoStore::new(client.clone(), table)
+        // The SDK's configuration (and its HTTPS client's trust store) loads on a thread of
+        // its own while the runtime asks for the first event; the clients are built from it
+        // on first use (BENCHMARKS.md, "Cold start").
+        let sdk = crate::aws::SdkLoader::start();
+        let store = crate::aws::DynamoStore::deferred(sdk.clone(), table)
             .with_scan_segments(self.config.scan_segments);
-        let api = crate::aws::ManagementApi::new(&sdk, &self.config);
+        let api = crate::aws::ManagementApi::deferred(sdk.clone(), &self.config);
         let mut app = self.store(std::sync::Arc::new(store));
         if let Some(topics) = app.config.topics_table.clone() {
-            app = app.topic_store(std::sync::Arc::new(crate::aws::DynamoTopics::new(
-                client, topics,
+            app = app.topic_store(std::sync::Arc::new(crate::aws::DynamoTopics::deferred(
+                sdk.clone(),
+                topics,
             )));
         }
         let mut dispatcher = app.dispatcher(super::Mode::Lambda)?;

@@ -33,7 +33,7 @@ pub const TENANT_INDEX: &str = "tenantId-index";
 /// Connection records in a DynamoDB table.
 #[derive(Debug, Clone)]
 pub struct DynamoStore {
-    client: Client,
+    client: super::deferred::ClientCell<Client>,
     table: String,
     scan_segments: i32,
     page_size: Option<i32>,
@@ -190,7 +190,8 @@ impl DynamoStore {
         };
         // Same window: one atomic increment. New window: reset (a second write).
         let same_window = self
-            .client
+            .client()
+            .await
             .update_item()
             .table_name(&self.table)
             .key("connectionId", s(connection_id))
@@ -212,7 +213,8 @@ impl DynamoStore {
                     return Err(backend("count message")(err));
                 }
                 let reset = self
-                    .client
+                    .client()
+                    .await
                     .update_item()
                     .table_name(&self.table)
                     .key("connectionId", s(connection_id))
@@ -246,9 +248,22 @@ impl DynamoStore {
     }
     /// A store on `table`.
     pub fn new(client: Client, table: impl Into<String>) -> Self {
+        Self::with_client(super::deferred::ClientCell::Ready(client), table.into())
+    }
+
+    /// A store on `table` whose client is built on first use, once `sdk` has loaded (the
+    /// Lambda bootstrap's way to keep the SDK's load off the cold start).
+    pub fn deferred(sdk: super::SdkLoader, table: impl Into<String>) -> Self {
+        Self::with_client(
+            super::deferred::ClientCell::deferred(sdk, Client::new),
+            table.into(),
+        )
+    }
+
+    fn with_client(client: super::deferred::ClientCell<Client>, table: String) -> Self {
         DynamoStore {
             client,
-            table: table.into(),
+            table,
             scan_segments: 1,
             page_size: None,
         }
@@ -267,6 +282,10 @@ impl DynamoStore {
         self
     }
 
+    async fn client(&self) -> &Client {
+        self.client.get().await
+    }
+
     /// The table name.
     pub fn table(&self) -> &str {
         &self.table
@@ -279,7 +298,8 @@ impl DynamoStore {
         value: &str,
     ) -> Result<Vec<Connection>, StoreError> {
         let request = self
-            .client
+            .client()
+            .await
             .query()
             .table_name(&self.table)
             .index_name(index)
@@ -306,7 +326,8 @@ impl DynamoStore {
             let mut start: Option<Item> = None;
             loop {
                 let mut request = self
-                    .client
+                    .client()
+                    .await
                     .scan()
                     .table_name(&self.table)
                     .filter_expression(filter)
@@ -349,7 +370,8 @@ fn page_of(items: &[Item], last: Option<&Item>) -> Result<ExpiredPage, StoreErro
 #[async_trait::async_trait]
 impl ConnectionStore for DynamoStore {
     async fn save(&self, connection: &Connection) -> Result<(), StoreError> {
-        self.client
+        self.client()
+            .await
             .put_item()
             .table_name(&self.table)
             .set_item(Some(to_item(connection)))
@@ -368,7 +390,7 @@ impl ConnectionStore for DynamoStore {
         let mut set = vec!["authenticated = :true", "userId = :uid", "#ttl = :ttl"];
         let mut remove = Vec::new();
         let mut request = self
-            .client
+            .client().await
             .update_item()
             .table_name(&self.table)
             .key("connectionId", s(connection_id))
@@ -434,7 +456,8 @@ impl ConnectionStore for DynamoStore {
 
     async fn remove(&self, connection_id: &str) -> Result<Option<Connection>, StoreError> {
         let output = self
-            .client
+            .client()
+            .await
             .delete_item()
             .table_name(&self.table)
             .key("connectionId", s(connection_id))
@@ -447,7 +470,8 @@ impl ConnectionStore for DynamoStore {
 
     async fn get(&self, connection_id: &str) -> Result<Option<Connection>, StoreError> {
         let output = self
-            .client
+            .client()
+            .await
             .get_item()
             .table_name(&self.table)
             .key("connectionId", s(connection_id))
@@ -487,7 +511,8 @@ impl ConnectionStore for DynamoStore {
     ) -> Result<ExpiredPage, StoreError> {
         let start = after.map(|id| HashMap::from([("connectionId".to_owned(), s(id))]));
         let mut request = self
-            .client
+            .client()
+            .await
             .scan()
             .table_name(&self.table)
             .filter_expression("#ttl > :now")
@@ -513,7 +538,8 @@ impl ConnectionStore for DynamoStore {
     ) -> Result<ExpiredPage, StoreError> {
         let start = after.map(|id| HashMap::from([("connectionId".to_owned(), s(id))]));
         let page = self
-            .client
+            .client()
+            .await
             .scan()
             .table_name(&self.table)
             .consistent_read(true)
@@ -535,7 +561,8 @@ impl ConnectionStore for DynamoStore {
     ) -> Result<Option<Connection>, StoreError> {
         use aws_sdk_dynamodb::operation::delete_item::DeleteItemError;
         let result = self
-            .client
+            .client()
+            .await
             .delete_item()
             .table_name(&self.table)
             .key("connectionId", s(connection_id))
@@ -580,7 +607,8 @@ impl ConnectionStore for DynamoStore {
 
     async fn count_auth_failure(&self, connection_id: &str) -> Result<Option<u32>, StoreError> {
         let result = self
-            .client
+            .client()
+            .await
             .update_item()
             .table_name(&self.table)
             .key("connectionId", s(connection_id))

@@ -40,7 +40,8 @@ impl Default for RetryPolicy {
 
 /// Resolves management endpoints and hands out one cached client per endpoint.
 pub struct ManagementApi {
-    sdk: aws_config::SdkConfig,
+    sdk: super::SdkLoader,
+    region: Option<String>,
     override_endpoint: Option<String>,
     policy: RetryPolicy,
     clients: Mutex<HashMap<String, Arc<ApiGatewayDelivery>>>,
@@ -59,11 +60,27 @@ impl ManagementApi {
     /// Endpoint precedence: `VK_WS_MANAGEMENT_ENDPOINT`, then
     /// `AWS_ENDPOINT_URL_APIGATEWAYMANAGEMENTAPI`, then derived from each event.
     pub fn new(sdk: &aws_config::SdkConfig, config: &Config) -> Self {
+        let region = sdk.region().map(ToString::to_string);
+        Self::with_loader(super::SdkLoader::ready(sdk.clone()), region, config)
+    }
+
+    /// [`ManagementApi::new`] with the SDK configuration still loading: clients are built
+    /// on first use. The region (for endpoints derived from events) comes from
+    /// `AWS_REGION`, as Lambda sets it.
+    pub fn deferred(sdk: super::SdkLoader, config: &Config) -> Self {
+        let region = ["AWS_REGION", "AWS_DEFAULT_REGION"]
+            .iter()
+            .find_map(|name| std::env::var(name).ok().filter(|r| !r.trim().is_empty()));
+        Self::with_loader(sdk, region, config)
+    }
+
+    fn with_loader(sdk: super::SdkLoader, region: Option<String>, config: &Config) -> Self {
         let env_override = std::env::var("AWS_ENDPOINT_URL_APIGATEWAYMANAGEMENTAPI")
             .ok()
             .filter(|v| !v.trim().is_empty());
         ManagementApi {
-            sdk: sdk.clone(),
+            sdk,
+            region,
             override_endpoint: config.management_endpoint.clone().or(env_override),
             policy: RetryPolicy {
                 timeout: config.delivery_timeout,
@@ -91,7 +108,7 @@ impl ManagementApi {
         if let Some(endpoint) = &self.override_endpoint {
             return Some(endpoint.clone());
         }
-        let region = self.sdk.region()?.to_string();
+        let region = self.region.as_deref()?;
         let api = request.api_id.as_deref()?;
         let stage = request.stage.as_deref()?;
         Some(format!(
@@ -105,13 +122,17 @@ impl ManagementApi {
         clients
             .entry(endpoint.to_owned())
             .or_insert_with(|| {
-                let config = aws_sdk_apigatewaymanagement::config::Builder::from(&self.sdk)
-                    .endpoint_url(endpoint)
-                    // Retries are ours: throttling only, with a bounded budget.
-                    .retry_config(RetryConfig::disabled())
-                    .build();
+                let url = endpoint.to_owned();
+                let client = super::deferred::ClientCell::deferred(self.sdk.clone(), move |sdk| {
+                    let config = aws_sdk_apigatewaymanagement::config::Builder::from(sdk)
+                        .endpoint_url(&url)
+                        // Retries are ours: throttling only, with a bounded budget.
+                        .retry_config(RetryConfig::disabled())
+                        .build();
+                    Client::from_conf(config)
+                });
                 Arc::new(ApiGatewayDelivery {
-                    client: Client::from_conf(config),
+                    client,
                     policy: self.policy,
                     endpoint: endpoint.to_owned(),
                 })
@@ -123,7 +144,7 @@ impl ManagementApi {
 /// [`Delivery`] through one management API endpoint.
 #[derive(Debug)]
 pub struct ApiGatewayDelivery {
-    client: Client,
+    client: super::deferred::ClientCell<Client>,
     policy: RetryPolicy,
     endpoint: String,
 }
@@ -158,6 +179,10 @@ fn classify<E: ProvideErrorMetadata + std::error::Error + 'static>(
 }
 
 impl ApiGatewayDelivery {
+    async fn client(&self) -> &Client {
+        self.client.get().await
+    }
+
     /// The endpoint this delivery posts to.
     pub fn endpoint(&self) -> &str {
         &self.endpoint
@@ -217,7 +242,8 @@ impl Delivery for ApiGatewayDelivery {
             return Err(DeliveryError::PayloadTooLarge(payload.len()));
         }
         self.with_retries("post", connection_id, || async {
-            self.client
+            self.client()
+                .await
                 .post_to_connection()
                 .connection_id(connection_id)
                 .data(Blob::new(payload.as_bytes()))
@@ -235,7 +261,8 @@ impl Delivery for ApiGatewayDelivery {
 
     async fn close(&self, connection_id: &str) -> Result<(), DeliveryError> {
         self.with_retries("delete", connection_id, || async {
-            self.client
+            self.client()
+                .await
                 .delete_connection()
                 .connection_id(connection_id)
                 .send()

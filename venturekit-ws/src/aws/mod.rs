@@ -18,11 +18,13 @@
 //! # Ok(()) }
 //! ```
 
+mod deferred;
 mod dynamo;
 mod management;
 mod sqs;
 mod topics;
 
+pub use deferred::SdkLoader;
 pub use dynamo::{DynamoStore, TENANT_INDEX, USER_INDEX, create_table};
 pub use management::{ApiGatewayDelivery, ManagementApi, RetryPolicy};
 pub use sqs::SqsQueue;
@@ -69,16 +71,13 @@ pub async fn messenger_from_env() -> Result<Messenger, Error> {
     Ok(Messenger::new(Arc::new(store), api.delivery(&endpoint))
         .with_concurrency(config.fanout_concurrency)
         .with_topics(topics)
-        .with_spill(spill_from_config(&sdk, &config)))
+        .with_spill(spill_from_config(&SdkLoader::ready(sdk), &config)))
 }
 
 /// Spilling to `VK_WS_FANOUT_QUEUE_URL` with the fan-out settings of `config`, when the
 /// queue is set.
-pub fn spill_from_config(
-    sdk: &aws_config::SdkConfig,
-    config: &Config,
-) -> Option<crate::fanout::Spill> {
+pub fn spill_from_config(sdk: &SdkLoader, config: &Config) -> Option<crate::fanout::Spill> {
     let url = config.fanout_queue_url.clone()?;
-    let queue = SqsQueue::new(aws_sdk_sqs::Client::new(sdk), url);
+    let queue = SqsQueue::deferred(sdk.clone(), url);
     Some(crate::fanout::Spill::from_config(Arc::new(queue), config))
 }

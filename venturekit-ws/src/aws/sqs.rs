@@ -13,7 +13,7 @@ const BATCH_TRIES: u32 = 3;
 /// [`SegmentQueue`] on an SQS queue (`VK_WS_FANOUT_QUEUE_URL`).
 #[derive(Debug, Clone)]
 pub struct SqsQueue {
-    client: Client,
+    client: super::deferred::ClientCell<Client>,
     url: String,
 }
 
@@ -21,9 +21,21 @@ impl SqsQueue {
     /// The queue at `url`.
     pub fn new(client: Client, url: impl Into<String>) -> Self {
         SqsQueue {
-            client,
+            client: super::deferred::ClientCell::Ready(client),
             url: url.into(),
         }
+    }
+
+    /// The queue at `url`, with a client built on first use once `sdk` has loaded.
+    pub fn deferred(sdk: super::SdkLoader, url: impl Into<String>) -> Self {
+        SqsQueue {
+            client: super::deferred::ClientCell::deferred(sdk, Client::new),
+            url: url.into(),
+        }
+    }
+
+    async fn client(&self) -> &Client {
+        self.client.get().await
     }
 
     /// The queue URL.
@@ -54,7 +66,8 @@ impl SqsQueue {
                 }
             };
             match self
-                .client
+                .client()
+                .await
                 .send_message_batch()
                 .queue_url(&self.url)
                 .set_entries(Some(entries))

@@ -27,7 +27,7 @@ pub const CONNECTION_INDEX: &str = "connectionId-index";
 /// Topic memberships in a DynamoDB table.
 #[derive(Debug, Clone)]
 pub struct DynamoTopics {
-    client: Client,
+    client: super::deferred::ClientCell<Client>,
     table: String,
 }
 
@@ -35,9 +35,21 @@ impl DynamoTopics {
     /// Memberships in `table`.
     pub fn new(client: Client, table: impl Into<String>) -> Self {
         DynamoTopics {
-            client,
+            client: super::deferred::ClientCell::Ready(client),
             table: table.into(),
         }
+    }
+
+    /// Memberships in `table`, with a client built on first use once `sdk` has loaded.
+    pub fn deferred(sdk: super::SdkLoader, table: impl Into<String>) -> Self {
+        DynamoTopics {
+            client: super::deferred::ClientCell::deferred(sdk, Client::new),
+            table: table.into(),
+        }
+    }
+
+    async fn client(&self) -> &Client {
+        self.client.get().await
     }
 
     async fn query(
@@ -48,7 +60,8 @@ impl DynamoTopics {
         consistent: bool,
     ) -> Result<Vec<TopicMember>, StoreError> {
         let request = self
-            .client
+            .client()
+            .await
             .query()
             .table_name(&self.table)
             .set_index_name(index.map(String::from))
@@ -98,7 +111,8 @@ fn from_item(item: &Item) -> Option<TopicMember> {
 #[async_trait::async_trait]
 impl TopicStore for DynamoTopics {
     async fn join(&self, member: &TopicMember) -> Result<(), StoreError> {
-        self.client
+        self.client()
+            .await
             .put_item()
             .table_name(&self.table)
             .set_item(Some(to_item(member)))
@@ -114,7 +128,8 @@ impl TopicStore for DynamoTopics {
         connection_id: &str,
     ) -> Result<Option<TopicMember>, StoreError> {
         let output = self
-            .client
+            .client()
+            .await
             .delete_item()
             .table_name(&self.table)
             .key("topic", s(topic))
@@ -160,7 +175,8 @@ impl TopicStore for DynamoTopics {
                     break;
                 }
                 let output = self
-                    .client
+                    .client()
+                    .await
                     .batch_write_item()
                     .request_items(&self.table, requests)
                     .send()
