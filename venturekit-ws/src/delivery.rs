@@ -32,6 +32,16 @@ pub trait Delivery: Send + Sync + 'static {
     /// Closes the connection (`DELETE @connections/{id}`).
     async fn close(&self, connection_id: &str) -> Result<(), DeliveryError>;
 
+    /// Posts a frame that a whole fan-out shares: the default posts its text; a delivery
+    /// that queues frames (the local server) keeps the one copy for every target.
+    async fn post_shared(
+        &self,
+        connection_id: &str,
+        payload: &std::sync::Arc<str>,
+    ) -> Result<(), DeliveryError> {
+        self.post(connection_id, payload).await
+    }
+
     /// The management API endpoint this delivery posts to, when it has one that a worker
     /// invocation could use too (spilled fan-out segments carry it). Default `None`.
     fn endpoint(&self) -> Option<String> {

@@ -617,6 +617,9 @@ impl Messenger {
             Untried,
         }
         let started = std::time::Instant::now();
+        // One copy of the frame for every target (the local server queues it as is).
+        let shared: Arc<str> = Arc::from(text);
+        let shared = &shared;
         let posts = ids.into_iter().map(|id| async move {
             if let Some(pacer) = pacer {
                 pacer.wait().await;
@@ -624,7 +627,7 @@ impl Messenger {
             if deadline.is_some_and(|d| std::time::Instant::now() >= d) {
                 return (id, Outcome::Untried);
             }
-            let result = self.delivery.post(&id, text).await;
+            let result = self.delivery.post_shared(&id, shared).await;
             match &result {
                 Err(DeliveryError::Gone) => self.remove_gone(&id).await,
                 Err(e) => tracing::warn!(connection_id = %id, error = %e, "delivery failed"),

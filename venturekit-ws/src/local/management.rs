@@ -55,8 +55,12 @@ fn post(shared: &Shared, id: &str, body: Bytes) -> Response {
             "Message too long",
         );
     }
-    let text = String::from_utf8_lossy(&body);
-    match shared.registry.send_text(id, &text) {
+    let text: std::sync::Arc<str> = String::from_utf8_lossy(&body).into();
+    let sent = match shared.registry.outbox(id) {
+        Some(outbox) => outbox.push(text),
+        None => Err(DeliveryError::Gone),
+    };
+    match sent {
         Ok(()) => StatusCode::OK.into_response(),
         Err(DeliveryError::Failed(why)) => aws_error(
             StatusCode::TOO_MANY_REQUESTS,
@@ -132,7 +136,10 @@ fn describe(shared: &Shared, id: &str) -> Response {
     let Some(peer) = peers.get(id) else {
         return gone();
     };
-    let last = peer.last_active.load(std::sync::atomic::Ordering::Relaxed);
+    let last = peer
+        .outbox
+        .last_active
+        .load(std::sync::atomic::Ordering::Relaxed);
     // The service's wire names (the SDKs' `ConnectedAt`/`Identity` are model names).
     Json(serde_json::json!({
         "connectedAt": iso(peer.connected_at),

@@ -29,7 +29,6 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
-use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 /// Close code for a message over 128 KB (RFC 6455 "message too big").
@@ -58,47 +57,82 @@ pub const MAX_QUEUED_BYTES: usize = 1024 * 1024;
 /// Messages of one connection dispatched at once; the next waits (backpressure on reading).
 const MAX_IN_FLIGHT: usize = 16;
 
-enum Outbound {
-    Text(String),
-    Close(u16, &'static str),
+/// What waits to be written to one client, and how its connection is doing.
+///
+/// One small allocation per connection, shared by the registry (deliveries, the management
+/// API) and the connection's task, which owns the socket and writes the queue out.
+struct Outbox {
+    state: Mutex<Queue>,
+    ready: tokio::sync::Notify,
+    last_active: std::sync::atomic::AtomicI64,
+}
+
+#[derive(Default)]
+struct Queue {
+    /// Frames to write, oldest first. A fan-out's frame is one allocation shared by every
+    /// target's queue.
+    frames: std::collections::VecDeque<Arc<str>>,
+    /// Bytes in `frames`.
+    bytes: usize,
+    /// A close to send once the frames before it are written.
+    close: Option<(u16, &'static str)>,
+}
+
+impl Outbox {
+    fn queue(&self) -> MutexGuard<'_, Queue> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Queues a text frame, within [`MAX_QUEUED_BYTES`].
+    fn push(&self, frame: Arc<str>) -> Result<(), DeliveryError> {
+        let mut queue = self.queue();
+        if queue.close.is_some() {
+            return Err(DeliveryError::Gone);
+        }
+        if queue.bytes + frame.len() > MAX_QUEUED_BYTES {
+            return Err(DeliveryError::Failed(format!(
+                "the client is not reading: {} bytes already queued for it",
+                queue.bytes
+            )));
+        }
+        queue.bytes += frame.len();
+        queue.frames.push_back(frame);
+        drop(queue);
+        self.ready.notify_one();
+        Ok(())
+    }
+
+    /// Asks the connection's task to close the socket (after what is queued).
+    fn close(&self, code: u16, reason: &'static str) {
+        let mut queue = self.queue();
+        if queue.close.is_none() {
+            queue.close = Some((code, reason));
+        }
+        drop(queue);
+        self.ready.notify_one();
+    }
 }
 
 struct Peer {
-    tx: mpsc::UnboundedSender<Outbound>,
-    /// Bytes handed to the writer and not yet written to the socket.
-    queued: Arc<std::sync::atomic::AtomicUsize>,
+    outbox: Arc<Outbox>,
     connected_at: i64,
-    last_active: Arc<std::sync::atomic::AtomicI64>,
-    source_ip: String,
-    user_agent: String,
+    source_ip: Box<str>,
+    user_agent: Box<str>,
 }
 
 /// The live sockets, by connection id.
 #[derive(Default)]
 struct Registry {
-    peers: Mutex<HashMap<String, Peer>>,
+    peers: Mutex<HashMap<Box<str>, Peer>>,
 }
 
 impl Registry {
-    fn peers(&self) -> MutexGuard<'_, HashMap<String, Peer>> {
+    fn peers(&self) -> MutexGuard<'_, HashMap<Box<str>, Peer>> {
         self.peers.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Queues a text frame for a connection, within [`MAX_QUEUED_BYTES`].
-    fn send_text(&self, connection_id: &str, text: &str) -> Result<(), DeliveryError> {
-        use std::sync::atomic::Ordering;
-        let peers = self.peers();
-        let peer = peers.get(connection_id).ok_or(DeliveryError::Gone)?;
-        let queued = peer.queued.fetch_add(text.len(), Ordering::AcqRel);
-        if queued + text.len() > MAX_QUEUED_BYTES {
-            peer.queued.fetch_sub(text.len(), Ordering::AcqRel);
-            return Err(DeliveryError::Failed(format!(
-                "the client is not reading: {queued} bytes already queued for it"
-            )));
-        }
-        peer.tx
-            .send(Outbound::Text(text.to_owned()))
-            .map_err(|_| DeliveryError::Gone)
+    fn outbox(&self, connection_id: &str) -> Option<Arc<Outbox>> {
+        self.peers().get(connection_id).map(|p| p.outbox.clone())
     }
 }
 
@@ -111,10 +145,22 @@ pub struct LocalDelivery {
 #[async_trait::async_trait]
 impl Delivery for LocalDelivery {
     async fn post(&self, connection_id: &str, payload: &str) -> Result<(), DeliveryError> {
+        self.post_shared(connection_id, &Arc::from(payload)).await
+    }
+
+    async fn post_shared(
+        &self,
+        connection_id: &str,
+        payload: &Arc<str>,
+    ) -> Result<(), DeliveryError> {
         if payload.len() > MAX_MESSAGE_BYTES {
             return Err(DeliveryError::PayloadTooLarge(payload.len()));
         }
-        self.registry.send_text(connection_id, payload)
+        let outbox = self
+            .registry
+            .outbox(connection_id)
+            .ok_or(DeliveryError::Gone)?;
+        outbox.push(payload.clone())
     }
 
     async fn close(&self, connection_id: &str) -> Result<(), DeliveryError> {
@@ -123,7 +169,7 @@ impl Delivery for LocalDelivery {
             .peers()
             .remove(connection_id)
             .ok_or(DeliveryError::Gone)?;
-        let _ = peer.tx.send(Outbound::Close(CLOSE_NORMAL, "Goodbye"));
+        peer.outbox.close(CLOSE_NORMAL, "Goodbye");
         Ok(())
     }
 }
@@ -478,8 +524,55 @@ struct PeerInfo {
     user_agent: String,
 }
 
+/// A frame from the outbox as a WebSocket text message, without copying it.
+fn text_message(frame: Arc<str>) -> Message {
+    struct Shared(Arc<str>);
+    impl AsRef<[u8]> for Shared {
+        fn as_ref(&self) -> &[u8] {
+            self.0.as_bytes()
+        }
+    }
+    let bytes = axum::body::Bytes::from_owner(Shared(frame));
+    // The bytes come from a `str`: always UTF-8.
+    Message::Text(axum::extract::ws::Utf8Bytes::try_from(bytes).unwrap_or_default())
+}
+
+/// Writes out what is queued; returns the close that was asked for, once it is sent, or
+/// `Err` when the socket failed.
+async fn flush_outbox(
+    sink: &mut futures_util::stream::SplitSink<WebSocket, Message>,
+    outbox: &Outbox,
+) -> Result<Option<u16>, ()> {
+    loop {
+        let (frames, close) = {
+            let mut queue = outbox.queue();
+            let frames = std::mem::take(&mut queue.frames);
+            let close = if frames.is_empty() { queue.close } else { None };
+            (frames, close)
+        };
+        if frames.is_empty() {
+            if let Some((code, reason)) = close {
+                let frame = CloseFrame {
+                    code,
+                    reason: reason.into(),
+                };
+                let _ = sink.send(Message::Close(Some(frame))).await;
+                return Ok(Some(code));
+            }
+            return Ok(None);
+        }
+        let mut written = 0;
+        for frame in frames {
+            written += frame.len();
+            sink.feed(text_message(frame)).await.map_err(|_| ())?;
+        }
+        sink.flush().await.map_err(|_| ())?;
+        outbox.queue().bytes -= written;
+    }
+}
+
 async fn run_connection(shared: Arc<Shared>, socket: WebSocket, info: PeerInfo) {
-    let id = info.id.clone();
+    let id = info.id;
     tracing::info!(
         target: "venturekit_ws::local",
         connection_id = %id,
@@ -487,72 +580,56 @@ async fn run_connection(shared: Arc<Shared>, socket: WebSocket, info: PeerInfo) 
         "connected"
     );
     let (mut sink, mut stream) = socket.split();
-    let (tx, mut rx) = mpsc::unbounded_channel::<Outbound>();
-    let last_active = Arc::new(std::sync::atomic::AtomicI64::new(info.connected_at));
-    let queued = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let outbox = Arc::new(Outbox {
+        state: Mutex::new(Queue::default()),
+        ready: tokio::sync::Notify::new(),
+        last_active: std::sync::atomic::AtomicI64::new(info.connected_at),
+    });
     let in_flight = Arc::new(tokio::sync::Semaphore::new(MAX_IN_FLIGHT));
     shared.registry.peers().insert(
-        id.clone(),
+        id.as_str().into(),
         Peer {
-            tx: tx.clone(),
-            queued: queued.clone(),
+            outbox: outbox.clone(),
             connected_at: info.connected_at,
-            last_active: last_active.clone(),
-            source_ip: info.source_ip,
-            user_agent: info.user_agent,
+            source_ip: info.source_ip.into(),
+            user_agent: info.user_agent.into(),
         },
     );
 
-    // The writer owns the sink; everything reaches the client through `tx`.
-    let (closed_tx, mut closed_rx) = tokio::sync::oneshot::channel::<u16>();
-    let writer = tokio::spawn(async move {
-        let mut closed_with = None;
-        while let Some(out) = rx.recv().await {
-            match out {
-                Outbound::Text(text) => {
-                    let len = text.len();
-                    let sent = sink.send(Message::Text(text.into())).await;
-                    queued.fetch_sub(len, std::sync::atomic::Ordering::AcqRel);
-                    if sent.is_err() {
-                        break;
-                    }
-                }
-                Outbound::Close(code, reason) => {
-                    let frame = CloseFrame {
-                        code,
-                        reason: reason.into(),
-                    };
-                    let _ = sink.send(Message::Close(Some(frame))).await;
-                    closed_with = Some(code);
-                    break;
-                }
-            }
-        }
-        if let Some(code) = closed_with {
-            let _ = closed_tx.send(code);
-        }
-        let _ = sink.close().await;
-    });
-
-    let close = |code: u16, reason: &'static str| {
-        let _ = tx.send(Outbound::Close(code, reason));
-    };
     let deadline = Instant::now() + shared.max_connection;
     let mut idle_deadline = Instant::now() + shared.idle_timeout;
+    // Set once the server has sent its close frame: then only the client's echo (or the
+    // grace period) is awaited.
     let mut server_closed: Option<u16> = None;
+    let mut close_sent_at: Option<Instant> = None;
     let status: Option<u16> = loop {
-        let wake = if let Some(_code) = server_closed {
-            Instant::now() + CLOSE_GRACE
-        } else {
-            deadline.min(idle_deadline)
+        let wake = match close_sent_at {
+            Some(at) => at + CLOSE_GRACE,
+            None if server_closed.is_some() => Instant::now() + CLOSE_GRACE,
+            None => deadline.min(idle_deadline),
         };
         tokio::select! {
+            biased;
+            _ = outbox.ready.notified(), if close_sent_at.is_none() => {
+                // A client that stops reading blocks the write; it is dropped when its idle
+                // or duration limit passes, as it would be while reading.
+                match tokio::time::timeout_at(wake, flush_outbox(&mut sink, &outbox)).await {
+                    Ok(Ok(Some(code))) => {
+                        server_closed.get_or_insert(code);
+                        close_sent_at = Some(Instant::now());
+                    }
+                    Ok(Ok(None)) => {}
+                    Ok(Err(())) => break server_closed.or(Some(1006)),
+                    Err(_) => break server_closed.or(Some(CLOSE_GOING_AWAY)),
+                }
+            }
             frame = stream.next() => match frame {
                 None => break server_closed.or(Some(1006)),
                 Some(Err(err)) => {
                     if is_capacity(&err) {
-                        close(CLOSE_TOO_BIG, "Message too big");
-                        break Some(CLOSE_TOO_BIG);
+                        outbox.close(CLOSE_TOO_BIG, "Message too big");
+                        server_closed = Some(CLOSE_TOO_BIG);
+                        continue;
                     }
                     break server_closed.or(Some(1006));
                 }
@@ -561,12 +638,12 @@ async fn run_connection(shared: Arc<Shared>, socket: WebSocket, info: PeerInfo) 
                         continue;
                     }
                     if text.len() > MAX_MESSAGE_BYTES {
-                        close(CLOSE_TOO_BIG, "Message too big");
+                        outbox.close(CLOSE_TOO_BIG, "Message too big");
                         server_closed = Some(CLOSE_TOO_BIG);
                         continue;
                     }
                     idle_deadline = Instant::now() + shared.idle_timeout;
-                    last_active.store(shared.dispatcher.clock().now_ms(), std::sync::atomic::Ordering::Relaxed);
+                    outbox.last_active.store(shared.dispatcher.clock().now_ms(), std::sync::atomic::Ordering::Relaxed);
                     if !shared.admit() {
                         // What API Gateway answers when the stage throttles a message.
                         let reply = serde_json::json!({
@@ -574,7 +651,7 @@ async fn run_connection(shared: Arc<Shared>, socket: WebSocket, info: PeerInfo) 
                             "connectionId": id,
                             "requestId": format!("{id}-{}", now_ms()),
                         });
-                        let _ = tx.send(Outbound::Text(reply.to_string()));
+                        let _ = outbox.push(reply.to_string().into());
                         continue;
                     }
                     let event = shared.events.message(&id, info.connected_at, text.as_str());
@@ -595,7 +672,7 @@ async fn run_connection(shared: Arc<Shared>, socket: WebSocket, info: PeerInfo) 
                 }
                 Some(Ok(Message::Binary(_))) => {
                     if server_closed.is_none() {
-                        close(CLOSE_UNSUPPORTED, "Binary frames are not supported");
+                        outbox.close(CLOSE_UNSUPPORTED, "Binary frames are not supported");
                         server_closed = Some(CLOSE_UNSUPPORTED);
                     }
                 }
@@ -604,20 +681,16 @@ async fn run_connection(shared: Arc<Shared>, socket: WebSocket, info: PeerInfo) 
                 }
                 Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
             },
-            code = &mut closed_rx, if server_closed.is_none() => {
-                // Closed through DELETE @connections or a limit; wait briefly for the echo.
-                server_closed = Some(code.unwrap_or(CLOSE_NORMAL));
-            }
             _ = tokio::time::sleep_until(wake) => {
-                if server_closed.is_some() {
+                if close_sent_at.is_some() || server_closed.is_some() {
                     break server_closed;
                 }
-                close(CLOSE_GOING_AWAY, "Going away");
+                outbox.close(CLOSE_GOING_AWAY, "Going away");
                 server_closed = Some(CLOSE_GOING_AWAY);
             }
         }
     };
-    shared.registry.peers().remove(&id);
+    shared.registry.peers().remove(id.as_str());
     tracing::info!(
         target: "venturekit_ws::local",
         connection_id = %id,
@@ -625,8 +698,11 @@ async fn run_connection(shared: Arc<Shared>, socket: WebSocket, info: PeerInfo) 
         by = if server_closed.is_some() { "server" } else { "client" },
         "closed"
     );
-    drop(tx);
-    let _ = tokio::time::timeout(CLOSE_GRACE, writer).await;
+    if close_sent_at.is_none() {
+        // Write what is still queued (and a requested close), briefly.
+        let _ = tokio::time::timeout(CLOSE_GRACE, flush_outbox(&mut sink, &outbox)).await;
+    }
+    let _ = tokio::time::timeout(CLOSE_GRACE, sink.close()).await;
     let event = shared
         .events
         .disconnect(&id, info.connected_at, status, "closed");
