@@ -72,6 +72,7 @@ async fn main() {
         assert!(Instant::now() < deadline, "took too long");
     }
     let connect_time = started.elapsed();
+    let rss_connected = rss_kb(&pid);
 
     // Authenticate every connection (one token per user).
     let auth_started = Instant::now();
@@ -174,15 +175,17 @@ async fn main() {
     }
 
     println!(
-        "{n} connections: connect {:.2} s ({:.0}/s); auth all {:.2} s; broadcast to all delivered in {:.0} ms median ({:.0}-{:.0} ms, {rounds} broadcasts); server RSS {} MB -> {} MB ({:.1} KB per authenticated connection)",
+        "{n} connections: connect {:.2} s ({:.0}/s); auth all {:.2} s; broadcast to all delivered in {:.0} ms median ({:.0}-{:.0} ms, {rounds} broadcasts; server CPU {:.0} ms per broadcast); server RSS {} MB -> {} MB ({:.1} KB per authenticated connection; {:.1} KB connected, before auth)",
         connect_time.as_secs_f64(),
         n as f64 / connect_time.as_secs_f64(),
         auth_time.as_secs_f64(),
         ms(broadcast_times[rounds / 2]),
         ms(broadcast_times[0]),
         ms(broadcast_times[rounds - 1]),
+        cpu_per_round,
         rss_before / 1024,
         rss_authed / 1024,
         (rss_authed.saturating_sub(rss_before)) as f64 / n as f64,
+        (rss_connected.saturating_sub(rss_before)) as f64 / n as f64,
     );
 }

@@ -5,7 +5,7 @@
 //! no longer exists (HTTP 410).
 
 /// A post or close failed.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
 pub enum DeliveryError {
     /// The connection no longer exists (API Gateway `GoneException`, HTTP 410).
@@ -40,6 +40,19 @@ pub trait Delivery: Send + Sync + 'static {
         payload: &std::sync::Arc<str>,
     ) -> Result<(), DeliveryError> {
         self.post(connection_id, payload).await
+    }
+
+    /// Posts one shared frame to many connections at once, without waiting, when this
+    /// delivery can (the local server queues frames on its sockets): one result per id, in
+    /// order. `None` (the default) means "post them one by one", which the messenger then
+    /// does concurrently.
+    fn post_now(
+        &self,
+        connection_ids: &[String],
+        payload: &std::sync::Arc<str>,
+    ) -> Option<Vec<Result<(), DeliveryError>>> {
+        let _ = (connection_ids, payload);
+        None
     }
 
     /// The management API endpoint this delivery posts to, when it has one that a worker

@@ -482,18 +482,20 @@ impl Messenger {
         message: &T,
     ) -> Result<FanoutReport, MessagingError> {
         let text = encode(message)?;
-        let targets = match scope {
+        let ids = match scope {
             Scope::Tenant(t) if !is_storable_id(t) => return Ok(FanoutReport::default()),
-            Scope::Tenant(t) => self.store.get_by_tenant(t).await?,
-            Scope::All | Scope::NoTenant => match &self.spill {
-                Some(spill) => match self.probe(spill.threshold).await? {
-                    Some(everyone) => everyone,
-                    None => return Ok(self.spill_scan(spill, scope, &text).await),
-                },
-                None => self.store.list().await?,
-            },
+            Scope::All | Scope::NoTenant if self.spill.is_some() => {
+                let threshold = self.spill.as_ref().map_or(0, |s| s.threshold);
+                match self.probe(threshold).await? {
+                    Some(everyone) => in_scope(everyone, scope),
+                    None => match &self.spill {
+                        Some(spill) => return Ok(self.spill_scan(spill, scope, &text).await),
+                        None => Vec::new(),
+                    },
+                }
+            }
+            _ => self.store.target_ids(scope).await?,
         };
-        let ids = in_scope(targets, scope);
         Ok(self.fan_out_or_spill(ids, &text).await)
     }
 
@@ -619,6 +621,12 @@ impl Messenger {
         let started = std::time::Instant::now();
         // One copy of the frame for every target (the local server queues it as is).
         let shared: Arc<str> = Arc::from(text);
+        if pacer.is_none()
+            && deadline.is_none()
+            && let Some(results) = self.delivery.post_now(&ids, &shared)
+        {
+            return self.posted_now(ids, results, started).await;
+        }
         let shared = &shared;
         let posts = ids.into_iter().map(|id| async move {
             if let Some(pacer) = pacer {
@@ -648,6 +656,43 @@ impl Messenger {
                 Outcome::Untried => posted.untried.push(id),
             }
         }
+        let report = &posted.report;
+        crate::metrics::count(crate::metrics::Count::Delivered, report.delivered as u64);
+        crate::metrics::count(crate::metrics::Count::Gone, report.gone as u64);
+        crate::metrics::count(crate::metrics::Count::Failed, report.failed as u64);
+        crate::metrics::fanout_time(started.elapsed());
+        posted
+    }
+
+    /// Counts what [`Delivery::post_now`] did and removes the gone records.
+    async fn posted_now(
+        &self,
+        ids: Vec<String>,
+        results: Vec<Result<(), DeliveryError>>,
+        started: std::time::Instant,
+    ) -> Posted {
+        let mut posted = Posted::default();
+        let mut gone = Vec::new();
+        for (id, result) in ids.into_iter().zip(results) {
+            match result {
+                Ok(()) => posted.report.delivered += 1,
+                Err(DeliveryError::Gone) => {
+                    posted.report.gone += 1;
+                    gone.push(id);
+                }
+                Err(e) => {
+                    tracing::warn!(connection_id = %id, error = %e, "delivery failed");
+                    posted.report.failed += 1;
+                    posted.failed.push(id);
+                }
+            }
+        }
+        futures_util::stream::iter(gone)
+            .for_each_concurrent(
+                self.concurrency,
+                |id| async move { self.remove_gone(&id).await },
+            )
+            .await;
         let report = &posted.report;
         crate::metrics::count(crate::metrics::Count::Delivered, report.delivered as u64);
         crate::metrics::count(crate::metrics::Count::Gone, report.gone as u64);

@@ -17,7 +17,7 @@ use crate::messaging::Messenger;
 use crate::protocol::MAX_MESSAGE_BYTES;
 use axum::Router;
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
-use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
+use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
 use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
@@ -44,8 +44,9 @@ pub const CLOSE_NORMAL: u16 = 1000;
 const SOCKET_LIMIT: usize = 1024 * 1024;
 /// API Gateway's idle timeout, when neither the configuration nor `venturekit.toml` sets one.
 const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(600);
-/// Read chunk size per connection.
-const READ_BUFFER: usize = 4 * 1024;
+/// Read buffer per connection: room for a typical message (an `auth` with its token fits);
+/// larger messages grow it while they are read. It is most of an idle connection's memory.
+const READ_BUFFER: usize = 512;
 /// How often the sweeper looks for expired connections (the contract asks for < 5 s).
 const SWEEP_EVERY: Duration = Duration::from_secs(1);
 /// How long to wait for the client's close echo after the server closed.
@@ -65,13 +66,22 @@ struct Outbox {
     state: Mutex<Queue>,
     ready: tokio::sync::Notify,
     last_active: std::sync::atomic::AtomicI64,
+    /// The connection's messages being dispatched; reading waits past [`MAX_IN_FLIGHT`].
+    in_flight: tokio::sync::Semaphore,
+    /// When the client last sent a message, for the idle timeout: milliseconds on the
+    /// server's monotonic clock ([`Shared::uptime_ms`]).
+    last_message: std::sync::atomic::AtomicU64,
+    /// When the connection opened, on the same clock.
+    opened: u64,
 }
 
 #[derive(Default)]
 struct Queue {
-    /// Frames to write, oldest first. A fan-out's frame is one allocation shared by every
-    /// target's queue.
-    frames: std::collections::VecDeque<Arc<str>>,
+    /// The oldest frame to write (most of the time the only one: no queue is allocated).
+    /// A fan-out's frame is one allocation shared by every target.
+    first: Option<Arc<str>>,
+    /// Frames after `first`, oldest first.
+    rest: std::collections::VecDeque<Arc<str>>,
     /// Bytes in `frames`.
     bytes: usize,
     /// A close to send once the frames before it are written.
@@ -96,7 +106,11 @@ impl Outbox {
             )));
         }
         queue.bytes += frame.len();
-        queue.frames.push_back(frame);
+        if queue.first.is_none() {
+            queue.first = Some(frame);
+        } else {
+            queue.rest.push_back(frame);
+        }
         drop(queue);
         self.ready.notify_one();
         Ok(())
@@ -163,6 +177,32 @@ impl Delivery for LocalDelivery {
         outbox.push(payload.clone())
     }
 
+    fn post_now(
+        &self,
+        connection_ids: &[String],
+        payload: &Arc<str>,
+    ) -> Option<Vec<Result<(), DeliveryError>>> {
+        if payload.len() > MAX_MESSAGE_BYTES {
+            let too_large = DeliveryError::PayloadTooLarge(payload.len());
+            return Some(
+                connection_ids
+                    .iter()
+                    .map(|_| Err(too_large.clone()))
+                    .collect(),
+            );
+        }
+        let peers = self.registry.peers();
+        Some(
+            connection_ids
+                .iter()
+                .map(|id| match peers.get(id.as_str()) {
+                    Some(peer) => peer.outbox.push(payload.clone()),
+                    None => Err(DeliveryError::Gone),
+                })
+                .collect(),
+        )
+    }
+
     async fn close(&self, connection_id: &str) -> Result<(), DeliveryError> {
         let peer = self
             .registry
@@ -207,6 +247,8 @@ impl Bucket {
 }
 
 struct Shared {
+    /// The server's monotonic clock starts here (idle and duration limits).
+    started: Instant,
     throttle: Option<Mutex<Bucket>>,
     dispatcher: Arc<Dispatcher>,
     registry: Arc<Registry>,
@@ -226,6 +268,11 @@ struct Shared {
 }
 
 impl Shared {
+    /// Milliseconds since the server started (monotonic; follows a paused tokio clock).
+    fn uptime_ms(&self) -> u64 {
+        u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
     fn admit(&self) -> bool {
         match &self.throttle {
             Some(bucket) => bucket.lock().unwrap_or_else(|p| p.into_inner()).take(),
@@ -300,6 +347,7 @@ impl LocalServer {
                 stage: "local".into(),
                 domain_name: local.to_string(),
             },
+            started: Instant::now(),
             idle_timeout: config.idle_timeout.unwrap_or(DEFAULT_IDLE_TIMEOUT),
             max_connection: config.max_connection,
             api_token: config.local_api_token.clone(),
@@ -383,6 +431,7 @@ impl LocalServer {
             .shared
             .sweeper
             .then(|| tokio::spawn(sweep_forever(self.shared.clone())));
+        let reaper = tokio::spawn(reap_forever(self.shared.clone()));
         let admin = Router::new()
             .route("/_vk/connections", get(management::list_connections))
             .route("/_vk/actions", get(management::list_actions))
@@ -408,8 +457,12 @@ impl LocalServer {
             .route("/", get(root))
             .merge(admin)
             .with_state(self.shared.clone());
+        // Frames go out as soon as they are written, as from API Gateway (no Nagle delay).
+        let listener = axum::serve::ListenerExt::tap_io(self.listener, |tcp| {
+            let _ = tcp.set_nodelay(true);
+        });
         let result = axum::serve(
-            self.listener,
+            listener,
             app.into_make_service_with_connect_info::<SocketAddr>(),
         )
         .with_graceful_shutdown(shutdown)
@@ -417,6 +470,7 @@ impl LocalServer {
         if let Some(sweeper) = sweeper {
             sweeper.abort();
         }
+        reaper.abort();
         let metrics = self
             .shared
             .metrics
@@ -427,6 +481,37 @@ impl LocalServer {
             tracing::info!(target: "venturekit_ws::local", "metrics: {}", metrics.summary());
         }
         result.map_err(crate::Error::Io)
+    }
+}
+
+/// Closes connections past API Gateway's idle timeout or maximum duration (1001 "Going
+/// away"). One task for all of them, instead of a timer in every connection's task.
+async fn reap_forever(shared: Arc<Shared>) {
+    let limit = shared.idle_timeout.min(shared.max_connection);
+    let every = (limit / 4).clamp(Duration::from_millis(10), Duration::from_secs(1));
+    let idle = u64::try_from(shared.idle_timeout.as_millis()).unwrap_or(u64::MAX);
+    let longest = u64::try_from(shared.max_connection.as_millis()).unwrap_or(u64::MAX);
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let now = shared.uptime_ms();
+        let expired: Vec<Arc<Outbox>> = shared
+            .registry
+            .peers()
+            .values()
+            .filter(|p| {
+                let last = p
+                    .outbox
+                    .last_message
+                    .load(std::sync::atomic::Ordering::Relaxed);
+                now.saturating_sub(last) >= idle || now.saturating_sub(p.outbox.opened) >= longest
+            })
+            .map(|p| p.outbox.clone())
+            .collect();
+        for outbox in expired {
+            outbox.close(CLOSE_GOING_AWAY, "Going away");
+        }
     }
 }
 
@@ -544,13 +629,14 @@ async fn flush_outbox(
     outbox: &Outbox,
 ) -> Result<Option<u16>, ()> {
     loop {
-        let (frames, close) = {
+        let (first, rest, close) = {
             let mut queue = outbox.queue();
-            let frames = std::mem::take(&mut queue.frames);
-            let close = if frames.is_empty() { queue.close } else { None };
-            (frames, close)
+            let first = queue.first.take();
+            let rest = std::mem::take(&mut queue.rest);
+            let close = if first.is_none() { queue.close } else { None };
+            (first, rest, close)
         };
-        if frames.is_empty() {
+        let Some(first) = first else {
             if let Some((code, reason)) = close {
                 let frame = CloseFrame {
                     code,
@@ -560,9 +646,9 @@ async fn flush_outbox(
                 return Ok(Some(code));
             }
             return Ok(None);
-        }
+        };
         let mut written = 0;
-        for frame in frames {
+        for frame in std::iter::once(first).chain(rest) {
             written += frame.len();
             sink.feed(text_message(frame)).await.map_err(|_| ())?;
         }
@@ -571,67 +657,96 @@ async fn flush_outbox(
     }
 }
 
-async fn run_connection(shared: Arc<Shared>, socket: WebSocket, info: PeerInfo) {
-    let id = info.id;
+/// One client message through the dispatcher, built into its event only here (an event is
+/// large; the connection's task, which lives as long as the socket, never holds one).
+async fn handle_message(shared: Arc<Shared>, id: Arc<str>, connected_at: i64, text: Utf8Bytes) {
+    let event = shared.events.message(&id, connected_at, text.as_str());
+    shared.handle(&event).await;
+}
+
+/// Registers the connection and returns its task. Split in two so that the task keeps only
+/// what it needs for as long as the socket is open (an async fn's parameters stay in its
+/// future for its whole life, and the unsplit socket is large): an idle connection costs
+/// exactly this task and its socket (BENCHMARKS.md, "Local server scale").
+fn run_connection(
+    shared: Arc<Shared>,
+    socket: WebSocket,
+    info: PeerInfo,
+) -> impl Future<Output = ()> + Send + 'static {
+    let id: Arc<str> = info.id.into();
+    let connected_at = info.connected_at;
     tracing::info!(
         target: "venturekit_ws::local",
         connection_id = %id,
         from = %info.source_ip,
         "connected"
     );
-    let (mut sink, mut stream) = socket.split();
+    let (sink, stream) = socket.split();
     let outbox = Arc::new(Outbox {
         state: Mutex::new(Queue::default()),
         ready: tokio::sync::Notify::new(),
-        last_active: std::sync::atomic::AtomicI64::new(info.connected_at),
+        last_active: std::sync::atomic::AtomicI64::new(connected_at),
+        in_flight: tokio::sync::Semaphore::new(MAX_IN_FLIGHT),
+        last_message: std::sync::atomic::AtomicU64::new(shared.uptime_ms()),
+        opened: shared.uptime_ms(),
     });
-    let in_flight = Arc::new(tokio::sync::Semaphore::new(MAX_IN_FLIGHT));
     shared.registry.peers().insert(
-        id.as_str().into(),
+        (*id).into(),
         Peer {
             outbox: outbox.clone(),
-            connected_at: info.connected_at,
+            connected_at,
             source_ip: info.source_ip.into(),
             user_agent: info.user_agent.into(),
         },
     );
+    serve_connection(shared, sink, stream, outbox, id, connected_at)
+}
 
+/// The connection's task: reads messages, writes the outbox, until either side closes.
+async fn serve_connection(
+    shared: Arc<Shared>,
+    mut sink: futures_util::stream::SplitSink<WebSocket, Message>,
+    mut stream: futures_util::stream::SplitStream<WebSocket>,
+    outbox: Arc<Outbox>,
+    id: Arc<str>,
+    connected_at: i64,
+) {
     let deadline = Instant::now() + shared.max_connection;
-    let mut idle_deadline = Instant::now() + shared.idle_timeout;
-    // Set once the server has sent its close frame: then only the client's echo (or the
-    // grace period) is awaited.
+    // Set once the server has asked to close (its close frame may still be queued).
     let mut server_closed: Option<u16> = None;
-    let mut close_sent_at: Option<Instant> = None;
-    let status: Option<u16> = loop {
-        let wake = match close_sent_at {
-            Some(at) => at + CLOSE_GRACE,
-            None if server_closed.is_some() => Instant::now() + CLOSE_GRACE,
-            None => deadline.min(idle_deadline),
-        };
+    // Idle and duration limits are watched by the server's reaper, not by a timer here.
+    let (status, close_sent) = loop {
         tokio::select! {
             biased;
-            _ = outbox.ready.notified(), if close_sent_at.is_none() => {
-                // A client that stops reading blocks the write; it is dropped when its idle
-                // or duration limit passes, as it would be while reading.
-                match tokio::time::timeout_at(wake, flush_outbox(&mut sink, &outbox)).await {
-                    Ok(Ok(Some(code))) => {
-                        server_closed.get_or_insert(code);
-                        close_sent_at = Some(Instant::now());
+            _ = outbox.ready.notified() => {
+                // Boxed: only a connection that is writing holds the write's state. A client
+                // that stops reading blocks the write; it is dropped when its idle or
+                // duration limit passes, as it would be while reading.
+                let mut flush = Box::pin(flush_outbox(&mut sink, &outbox));
+                // Most writes complete at once; only one that has to wait gets a timer.
+                let flushed = match futures_util::FutureExt::now_or_never(&mut flush) {
+                    Some(done) => Ok(done),
+                    None => {
+                        let limit = deadline.min(Instant::now() + shared.idle_timeout);
+                        tokio::time::timeout_at(limit, flush).await
                     }
+                };
+                match flushed {
+                    Ok(Ok(Some(code))) => break (server_closed.or(Some(code)), true),
                     Ok(Ok(None)) => {}
-                    Ok(Err(())) => break server_closed.or(Some(1006)),
-                    Err(_) => break server_closed.or(Some(CLOSE_GOING_AWAY)),
+                    Ok(Err(())) => break (server_closed.or(Some(1006)), false),
+                    Err(_) => break (server_closed.or(Some(CLOSE_GOING_AWAY)), false),
                 }
             }
             frame = stream.next() => match frame {
-                None => break server_closed.or(Some(1006)),
+                None => break (server_closed.or(Some(1006)), false),
                 Some(Err(err)) => {
                     if is_capacity(&err) {
                         outbox.close(CLOSE_TOO_BIG, "Message too big");
                         server_closed = Some(CLOSE_TOO_BIG);
                         continue;
                     }
-                    break server_closed.or(Some(1006));
+                    break (server_closed.or(Some(1006)), false);
                 }
                 Some(Ok(Message::Text(text))) => {
                     if server_closed.is_some() {
@@ -642,31 +757,28 @@ async fn run_connection(shared: Arc<Shared>, socket: WebSocket, info: PeerInfo) 
                         server_closed = Some(CLOSE_TOO_BIG);
                         continue;
                     }
-                    idle_deadline = Instant::now() + shared.idle_timeout;
+                    outbox.last_message.store(shared.uptime_ms(), std::sync::atomic::Ordering::Relaxed);
                     outbox.last_active.store(shared.dispatcher.clock().now_ms(), std::sync::atomic::Ordering::Relaxed);
                     if !shared.admit() {
-                        // What API Gateway answers when the stage throttles a message.
-                        let reply = serde_json::json!({
-                            "message": "Too Many Requests",
-                            "connectionId": id,
-                            "requestId": format!("{id}-{}", now_ms()),
-                        });
-                        let _ = outbox.push(reply.to_string().into());
+                        throttled(&outbox, &id);
                         continue;
                     }
-                    let event = shared.events.message(&id, info.connected_at, text.as_str());
+                    // Boxed at once: the dispatcher's future is large.
+                    let message = Box::pin(handle_message(shared.clone(), id.clone(), connected_at, text));
                     if shared.ordered {
-                        shared.handle(&event).await;
+                        message.await;
                     } else {
                         // API Gateway invokes the function for each message concurrently: a
                         // client must wait for a reply (e.g. to `auth`) before relying on it.
-                        let Ok(permit) = in_flight.clone().acquire_owned().await else {
+                        // Past MAX_IN_FLIGHT messages, reading waits (backpressure).
+                        let Ok(permit) = outbox.in_flight.acquire().await else {
                             continue;
                         };
-                        let shared = shared.clone();
+                        permit.forget();
+                        let outbox = outbox.clone();
                         tokio::spawn(async move {
-                            shared.handle(&event).await;
-                            drop(permit);
+                            message.await;
+                            outbox.in_flight.add_permits(1);
                         });
                     }
                 }
@@ -677,35 +789,86 @@ async fn run_connection(shared: Arc<Shared>, socket: WebSocket, info: PeerInfo) 
                     }
                 }
                 Some(Ok(Message::Close(frame))) => {
-                    break server_closed.or(frame.map(|f| f.code));
+                    break (server_closed.or(frame.map(|f| f.code)), false);
                 }
                 Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
             },
-            _ = tokio::time::sleep_until(wake) => {
-                if close_sent_at.is_some() || server_closed.is_some() {
-                    break server_closed;
-                }
-                outbox.close(CLOSE_GOING_AWAY, "Going away");
-                server_closed = Some(CLOSE_GOING_AWAY);
-            }
         }
     };
-    shared.registry.peers().remove(id.as_str());
+    let closing = Closing {
+        by_server: server_closed.is_some() || close_sent,
+        close_sent,
+        status,
+    };
+    Box::pin(close_connection(
+        shared,
+        sink,
+        stream,
+        outbox,
+        id,
+        connected_at,
+        closing,
+    ))
+    .await;
+}
+
+/// How a connection's loop ended.
+struct Closing {
+    by_server: bool,
+    close_sent: bool,
+    status: Option<u16>,
+}
+
+/// What API Gateway answers when the stage throttles a message.
+fn throttled(outbox: &Outbox, id: &str) {
+    let reply = serde_json::json!({
+        "message": "Too Many Requests",
+        "connectionId": id,
+        "requestId": format!("{id}-{}", now_ms()),
+    });
+    let _ = outbox.push(reply.to_string().into());
+}
+
+/// Unregisters the connection, writes out what is still queued (briefly), closes the socket
+/// and runs `$disconnect`.
+#[allow(clippy::too_many_arguments)]
+async fn close_connection(
+    shared: Arc<Shared>,
+    mut sink: futures_util::stream::SplitSink<WebSocket, Message>,
+    mut stream: futures_util::stream::SplitStream<WebSocket>,
+    outbox: Arc<Outbox>,
+    id: Arc<str>,
+    connected_at: i64,
+    closing: Closing,
+) {
+    shared.registry.peers().remove(&*id);
+    let mut status = closing.status;
+    if closing.close_sent {
+        // The server closed: wait briefly for the client's echo (its code wins, as before).
+        let echo = async {
+            while let Some(frame) = stream.next().await {
+                if let Ok(Message::Close(_)) | Err(_) = frame {
+                    break;
+                }
+            }
+        };
+        let _ = tokio::time::timeout(CLOSE_GRACE, echo).await;
+        status = status.or(Some(CLOSE_NORMAL));
+    }
     tracing::info!(
         target: "venturekit_ws::local",
         connection_id = %id,
         code = status.map_or_else(|| "-".to_owned(), |c| c.to_string()),
-        by = if server_closed.is_some() { "server" } else { "client" },
+        by = if closing.by_server { "server" } else { "client" },
         "closed"
     );
-    if close_sent_at.is_none() {
-        // Write what is still queued (and a requested close), briefly.
+    if !closing.close_sent {
         let _ = tokio::time::timeout(CLOSE_GRACE, flush_outbox(&mut sink, &outbox)).await;
     }
     let _ = tokio::time::timeout(CLOSE_GRACE, sink.close()).await;
     let event = shared
         .events
-        .disconnect(&id, info.connected_at, status, "closed");
+        .disconnect(&id, connected_at, status, "closed");
     shared.handle(&event).await;
 }
 

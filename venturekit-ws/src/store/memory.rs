@@ -126,6 +126,16 @@ impl ConnectionStore for MemoryStore {
         Ok(self.live_where(|_| true))
     }
 
+    async fn target_ids(&self, scope: &crate::messaging::Scope) -> Result<Vec<String>, StoreError> {
+        let now = self.clock.now_secs();
+        Ok(self
+            .rows()
+            .values()
+            .filter(|c| c.is_live(now) && c.authenticated && scope.contains(c))
+            .map(|c| c.connection_id.clone())
+            .collect())
+    }
+
     async fn list_expired(&self) -> Result<Vec<Connection>, StoreError> {
         let now = self.clock.now_secs();
         let mut found: Vec<Connection> = self

@@ -158,6 +158,22 @@ pub trait ConnectionStore: Send + Sync + 'static {
     /// Every record whose `ttl` has passed but is still stored.
     async fn list_expired(&self) -> Result<Vec<Connection>, StoreError>;
 
+    /// The ids of the live, authenticated records inside `scope`: a fan-out's targets. The
+    /// default filters [`ConnectionStore::list`] (or [`ConnectionStore::get_by_tenant`]); a
+    /// store that can answer without copying every record (the memory store) does.
+    async fn target_ids(&self, scope: &crate::messaging::Scope) -> Result<Vec<String>, StoreError> {
+        use crate::messaging::Scope;
+        let records = match scope {
+            Scope::Tenant(t) => self.get_by_tenant(t).await?,
+            Scope::All | Scope::NoTenant => self.list().await?,
+        };
+        Ok(records
+            .into_iter()
+            .filter(|c| c.authenticated && scope.contains(c))
+            .map(|c| c.connection_id)
+            .collect())
+    }
+
     /// One page of live records in scan segment `segment` of `segments` (DynamoDB: a
     /// parallel-scan segment), in key order after connection id `after`; `next` is where the
     /// following page starts (`None`: the segment is done). Segments are disjoint and together
