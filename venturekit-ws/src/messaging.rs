@@ -175,6 +175,15 @@ pub(crate) struct Posted {
     pub(crate) untried: Vec<String>,
 }
 
+/// Counts a fan-out's outcome and time in the current metrics scope.
+fn count_posted(report: &FanoutReport, started: std::time::Instant) {
+    use crate::metrics::{Count, count};
+    count(Count::Delivered, report.delivered as u64);
+    count(Count::Gone, report.gone as u64);
+    count(Count::Failed, report.failed as u64);
+    crate::metrics::fanout_time(started.elapsed());
+}
+
 /// The ids of the authenticated records inside `scope`.
 fn in_scope(targets: Vec<Connection>, scope: &Scope) -> Vec<String> {
     targets
@@ -656,11 +665,7 @@ impl Messenger {
                 Outcome::Untried => posted.untried.push(id),
             }
         }
-        let report = &posted.report;
-        crate::metrics::count(crate::metrics::Count::Delivered, report.delivered as u64);
-        crate::metrics::count(crate::metrics::Count::Gone, report.gone as u64);
-        crate::metrics::count(crate::metrics::Count::Failed, report.failed as u64);
-        crate::metrics::fanout_time(started.elapsed());
+        count_posted(&posted.report, started);
         posted
     }
 
@@ -693,11 +698,7 @@ impl Messenger {
                 |id| async move { self.remove_gone(&id).await },
             )
             .await;
-        let report = &posted.report;
-        crate::metrics::count(crate::metrics::Count::Delivered, report.delivered as u64);
-        crate::metrics::count(crate::metrics::Count::Gone, report.gone as u64);
-        crate::metrics::count(crate::metrics::Count::Failed, report.failed as u64);
-        crate::metrics::fanout_time(started.elapsed());
+        count_posted(&posted.report, started);
         posted
     }
 

@@ -699,18 +699,36 @@ fn run_connection(
             user_agent: info.user_agent.into(),
         },
     );
-    serve_connection(shared, sink, stream, outbox, id, connected_at)
+    let link = Link {
+        shared,
+        outbox,
+        id,
+        connected_at,
+    };
+    serve_connection(link, sink, stream)
+}
+
+/// What a connection's task knows about its connection.
+struct Link {
+    shared: Arc<Shared>,
+    outbox: Arc<Outbox>,
+    id: Arc<str>,
+    connected_at: i64,
 }
 
 /// The connection's task: reads messages, writes the outbox, until either side closes.
 async fn serve_connection(
-    shared: Arc<Shared>,
+    link: Link,
     mut sink: futures_util::stream::SplitSink<WebSocket, Message>,
     mut stream: futures_util::stream::SplitStream<WebSocket>,
-    outbox: Arc<Outbox>,
-    id: Arc<str>,
-    connected_at: i64,
 ) {
+    let Link {
+        shared,
+        outbox,
+        id,
+        connected_at,
+    } = &link;
+    let connected_at = *connected_at;
     let deadline = Instant::now() + shared.max_connection;
     // Set once the server has asked to close (its close frame may still be queued).
     let mut server_closed: Option<u16> = None;
@@ -722,7 +740,7 @@ async fn serve_connection(
                 // Boxed: only a connection that is writing holds the write's state. A client
                 // that stops reading blocks the write; it is dropped when its idle or
                 // duration limit passes, as it would be while reading.
-                let mut flush = Box::pin(flush_outbox(&mut sink, &outbox));
+                let mut flush = Box::pin(flush_outbox(&mut sink, outbox));
                 // Most writes complete at once; only one that has to wait gets a timer.
                 let flushed = match futures_util::FutureExt::now_or_never(&mut flush) {
                     Some(done) => Ok(done),
@@ -760,7 +778,7 @@ async fn serve_connection(
                     outbox.last_message.store(shared.uptime_ms(), std::sync::atomic::Ordering::Relaxed);
                     outbox.last_active.store(shared.dispatcher.clock().now_ms(), std::sync::atomic::Ordering::Relaxed);
                     if !shared.admit() {
-                        throttled(&outbox, &id);
+                        throttled(outbox, id);
                         continue;
                     }
                     // Boxed at once: the dispatcher's future is large.
@@ -800,16 +818,7 @@ async fn serve_connection(
         close_sent,
         status,
     };
-    Box::pin(close_connection(
-        shared,
-        sink,
-        stream,
-        outbox,
-        id,
-        connected_at,
-        closing,
-    ))
-    .await;
+    Box::pin(close_connection(link, sink, stream, closing)).await;
 }
 
 /// How a connection's loop ended.
@@ -831,16 +840,18 @@ fn throttled(outbox: &Outbox, id: &str) {
 
 /// Unregisters the connection, writes out what is still queued (briefly), closes the socket
 /// and runs `$disconnect`.
-#[allow(clippy::too_many_arguments)]
 async fn close_connection(
-    shared: Arc<Shared>,
+    link: Link,
     mut sink: futures_util::stream::SplitSink<WebSocket, Message>,
     mut stream: futures_util::stream::SplitStream<WebSocket>,
-    outbox: Arc<Outbox>,
-    id: Arc<str>,
-    connected_at: i64,
     closing: Closing,
 ) {
+    let Link {
+        shared,
+        outbox,
+        id,
+        connected_at,
+    } = link;
     shared.registry.peers().remove(&*id);
     let mut status = closing.status;
     if closing.close_sent {
