@@ -143,7 +143,10 @@ fn describe(shared: &Shared, id: &str) -> Response {
     // The service's wire names (the SDKs' `ConnectedAt`/`Identity` are model names).
     Json(serde_json::json!({
         "connectedAt": iso(peer.connected_at),
-        "identity": { "sourceIp": peer.source_ip, "userAgent": peer.user_agent },
+        "identity": {
+            "sourceIp": peer.source_ip.to_string(),
+            "userAgent": peer.user_agent.as_deref().unwrap_or(""),
+        },
         "lastActiveAt": iso(last),
     }))
     .into_response()

@@ -130,8 +130,9 @@ impl Outbox {
 struct Peer {
     outbox: Arc<Outbox>,
     connected_at: i64,
-    source_ip: Box<str>,
-    user_agent: Box<str>,
+    source_ip: std::net::IpAddr,
+    /// `None` when the client sent none (no allocation).
+    user_agent: Option<Box<str>>,
 }
 
 /// The live sockets, by connection id.
@@ -581,7 +582,7 @@ async fn root(
     let peer = PeerInfo {
         id,
         connected_at,
-        source_ip: addr.ip().to_string(),
+        source_ip: addr.ip(),
         user_agent,
     };
     // Small read chunks: the default 128 KiB per connection dominated memory at 10k
@@ -605,7 +606,7 @@ pub const CONNECTION_ID_HEADER: &str = "x-vk-connection-id";
 struct PeerInfo {
     id: String,
     connected_at: i64,
-    source_ip: String,
+    source_ip: std::net::IpAddr,
     user_agent: String,
 }
 
@@ -695,8 +696,8 @@ fn run_connection(
         Peer {
             outbox: outbox.clone(),
             connected_at,
-            source_ip: info.source_ip.into(),
-            user_agent: info.user_agent.into(),
+            source_ip: info.source_ip,
+            user_agent: (!info.user_agent.is_empty()).then(|| info.user_agent.into()),
         },
     );
     let link = Link {

@@ -10,12 +10,19 @@ use std::sync::{Mutex, MutexGuard};
 /// itself; reads hide them and the sweeper removes them.
 #[derive(Debug, Default)]
 pub struct MemoryStore {
-    rows: Mutex<HashMap<String, Connection>>,
-    counters: Mutex<HashMap<String, Counters>>,
+    rows: Mutex<HashMap<String, Row>>,
     clock: Clock,
 }
 
-/// Abuse counters, kept beside the records so `/_vk/connections` shows the table's fields only.
+/// A record and its counters, kept together (one table entry per connection).
+#[derive(Debug)]
+struct Row {
+    connection: Connection,
+    counters: Counters,
+}
+
+/// Abuse counters, kept beside the record (not in it) so `/_vk/connections` shows the
+/// table's fields only.
 #[derive(Debug, Default, Clone, Copy)]
 struct Counters {
     window: i64,
@@ -37,21 +44,20 @@ impl MemoryStore {
         }
     }
 
-    fn rows(&self) -> MutexGuard<'_, HashMap<String, Connection>> {
+    fn rows(&self) -> MutexGuard<'_, HashMap<String, Row>> {
         // A panic while holding the lock cannot leave a row half-written (we only insert
         // or remove whole rows), so a poisoned lock is safe to keep using.
         self.rows.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn counters(&self) -> MutexGuard<'_, HashMap<String, Counters>> {
-        self.counters.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    fn is_live(&self, connection_id: &str) -> bool {
+    /// Updates the counters of a live record; `None` when there is none.
+    fn count(&self, connection_id: &str, update: impl FnOnce(&mut Counters) -> u32) -> Option<u32> {
         let now = self.clock.now_secs();
-        self.rows()
-            .get(connection_id)
-            .is_some_and(|c| c.is_live(now))
+        let mut rows = self.rows();
+        let row = rows
+            .get_mut(connection_id)
+            .filter(|r| r.connection.is_live(now))?;
+        Some(update(&mut row.counters))
     }
 
     fn live_where(&self, keep: impl Fn(&Connection) -> bool) -> Vec<Connection> {
@@ -59,6 +65,7 @@ impl MemoryStore {
         let mut found: Vec<Connection> = self
             .rows()
             .values()
+            .map(|r| &r.connection)
             .filter(|c| c.is_live(now) && keep(c))
             .cloned()
             .collect();
@@ -70,8 +77,15 @@ impl MemoryStore {
 #[async_trait::async_trait]
 impl ConnectionStore for MemoryStore {
     async fn save(&self, connection: &Connection) -> Result<(), StoreError> {
+        // Replacing a record keeps its counters, as DynamoDB's PutItem of the same key would
+        // not (the framework only saves a record once, at `$connect`).
         self.rows()
-            .insert(connection.connection_id.clone(), connection.clone());
+            .entry(connection.connection_id.clone())
+            .and_modify(|row| row.connection = connection.clone())
+            .or_insert_with(|| Row {
+                connection: connection.clone(),
+                counters: Counters::default(),
+            });
         Ok(())
     }
 
@@ -85,6 +99,7 @@ impl ConnectionStore for MemoryStore {
         let mut rows = self.rows();
         let row = rows
             .get_mut(connection_id)
+            .map(|r| &mut r.connection)
             .filter(|c| c.is_live(now))
             .ok_or(StoreError::NotFound)?;
         if row.authenticated && row.user_id.as_deref() != Some(identity.user_id.as_str()) {
@@ -100,9 +115,7 @@ impl ConnectionStore for MemoryStore {
     }
 
     async fn remove(&self, connection_id: &str) -> Result<Option<Connection>, StoreError> {
-        let removed = self.rows().remove(connection_id);
-        self.counters().remove(connection_id);
-        Ok(removed)
+        Ok(self.rows().remove(connection_id).map(|r| r.connection))
     }
 
     async fn get(&self, connection_id: &str) -> Result<Option<Connection>, StoreError> {
@@ -110,6 +123,7 @@ impl ConnectionStore for MemoryStore {
         Ok(self
             .rows()
             .get(connection_id)
+            .map(|r| &r.connection)
             .filter(|c| c.is_live(now))
             .cloned())
     }
@@ -131,6 +145,7 @@ impl ConnectionStore for MemoryStore {
         Ok(self
             .rows()
             .values()
+            .map(|r| &r.connection)
             .filter(|c| c.is_live(now) && c.authenticated && scope.contains(c))
             .map(|c| c.connection_id.clone())
             .collect())
@@ -141,6 +156,7 @@ impl ConnectionStore for MemoryStore {
         let mut found: Vec<Connection> = self
             .rows()
             .values()
+            .map(|r| &r.connection)
             .filter(|c| !c.is_live(now))
             .cloned()
             .collect();
@@ -166,6 +182,7 @@ impl ConnectionStore for MemoryStore {
             .into_iter()
             .take(limit)
             .filter_map(|id| rows.get(id))
+            .map(|r| &r.connection)
             .filter(|c| !c.is_live(now_secs))
             .cloned()
             .collect();
@@ -180,12 +197,9 @@ impl ConnectionStore for MemoryStore {
         let mut rows = self.rows();
         if rows
             .get(connection_id)
-            .is_some_and(|c| !c.is_live(now_secs))
+            .is_some_and(|r| !r.connection.is_live(now_secs))
         {
-            let removed = rows.remove(connection_id);
-            drop(rows);
-            self.counters().remove(connection_id);
-            return Ok(removed);
+            return Ok(rows.remove(connection_id).map(|r| r.connection));
         }
         Ok(None)
     }
@@ -195,27 +209,21 @@ impl ConnectionStore for MemoryStore {
         connection_id: &str,
         window_start_ms: i64,
     ) -> Result<Option<u32>, StoreError> {
-        if !self.is_live(connection_id) {
-            return Ok(None);
-        }
-        let mut counters = self.counters();
-        let c = counters.entry(connection_id.to_owned()).or_default();
-        if c.window != window_start_ms {
-            c.window = window_start_ms;
-            c.messages = 0;
-        }
-        c.messages = c.messages.saturating_add(1);
-        Ok(Some(c.messages))
+        Ok(self.count(connection_id, |c| {
+            if c.window != window_start_ms {
+                c.window = window_start_ms;
+                c.messages = 0;
+            }
+            c.messages = c.messages.saturating_add(1);
+            c.messages
+        }))
     }
 
     async fn count_auth_failure(&self, connection_id: &str) -> Result<Option<u32>, StoreError> {
-        if !self.is_live(connection_id) {
-            return Ok(None);
-        }
-        let mut counters = self.counters();
-        let c = counters.entry(connection_id.to_owned()).or_default();
-        c.auth_failures = c.auth_failures.saturating_add(1);
-        Ok(Some(c.auth_failures))
+        Ok(self.count(connection_id, |c| {
+            c.auth_failures = c.auth_failures.saturating_add(1);
+            c.auth_failures
+        }))
     }
 }
 
