@@ -718,108 +718,114 @@ struct Link {
 }
 
 /// The connection's task: reads messages, writes the outbox, until either side closes.
-async fn serve_connection(
+///
+/// A plain function returning an `async move` block: an `async fn` would keep its by-value
+/// arguments twice in its future (rust-lang/rust#62958), in every idle connection.
+#[allow(clippy::manual_async_fn)]
+fn serve_connection(
     link: Link,
     mut sink: futures_util::stream::SplitSink<WebSocket, Message>,
     mut stream: futures_util::stream::SplitStream<WebSocket>,
-) {
-    let Link {
-        shared,
-        outbox,
-        id,
-        connected_at,
-    } = &link;
-    let connected_at = *connected_at;
-    let deadline = Instant::now() + shared.max_connection;
-    // Set once the server has asked to close (its close frame may still be queued).
-    let mut server_closed: Option<u16> = None;
-    // Idle and duration limits are watched by the server's reaper, not by a timer here.
-    let (status, close_sent) = loop {
-        tokio::select! {
-            biased;
-            _ = outbox.ready.notified() => {
-                // Boxed: only a connection that is writing holds the write's state. A client
-                // that stops reading blocks the write; it is dropped when its idle or
-                // duration limit passes, as it would be while reading.
-                let mut flush = Box::pin(flush_outbox(&mut sink, outbox));
-                // Most writes complete at once; only one that has to wait gets a timer.
-                let flushed = match futures_util::FutureExt::now_or_never(&mut flush) {
-                    Some(done) => Ok(done),
-                    None => {
-                        let limit = deadline.min(Instant::now() + shared.idle_timeout);
-                        tokio::time::timeout_at(limit, flush).await
+) -> impl Future<Output = ()> + Send + 'static {
+    async move {
+        let Link {
+            shared,
+            outbox,
+            id,
+            connected_at,
+        } = &link;
+        let connected_at = *connected_at;
+        let deadline = Instant::now() + shared.max_connection;
+        // Set once the server has asked to close (its close frame may still be queued).
+        let mut server_closed: Option<u16> = None;
+        // Idle and duration limits are watched by the server's reaper, not by a timer here.
+        let (status, close_sent) = loop {
+            tokio::select! {
+                biased;
+                _ = outbox.ready.notified() => {
+                    // Boxed: only a connection that is writing holds the write's state. A client
+                    // that stops reading blocks the write; it is dropped when its idle or
+                    // duration limit passes, as it would be while reading.
+                    let mut flush = Box::pin(flush_outbox(&mut sink, outbox));
+                    // Most writes complete at once; only one that has to wait gets a timer.
+                    let flushed = match futures_util::FutureExt::now_or_never(&mut flush) {
+                        Some(done) => Ok(done),
+                        None => {
+                            let limit = deadline.min(Instant::now() + shared.idle_timeout);
+                            tokio::time::timeout_at(limit, flush).await
+                        }
+                    };
+                    match flushed {
+                        Ok(Ok(Some(code))) => break (server_closed.or(Some(code)), true),
+                        Ok(Ok(None)) => {}
+                        Ok(Err(())) => break (server_closed.or(Some(1006)), false),
+                        Err(_) => break (server_closed.or(Some(CLOSE_GOING_AWAY)), false),
                     }
-                };
-                match flushed {
-                    Ok(Ok(Some(code))) => break (server_closed.or(Some(code)), true),
-                    Ok(Ok(None)) => {}
-                    Ok(Err(())) => break (server_closed.or(Some(1006)), false),
-                    Err(_) => break (server_closed.or(Some(CLOSE_GOING_AWAY)), false),
                 }
-            }
-            frame = stream.next() => match frame {
-                None => break (server_closed.or(Some(1006)), false),
-                Some(Err(err)) => {
-                    if is_capacity(&err) {
-                        outbox.close(CLOSE_TOO_BIG, "Message too big");
-                        server_closed = Some(CLOSE_TOO_BIG);
-                        continue;
-                    }
-                    break (server_closed.or(Some(1006)), false);
-                }
-                Some(Ok(Message::Text(text))) => {
-                    if server_closed.is_some() {
-                        continue;
-                    }
-                    if text.len() > MAX_MESSAGE_BYTES {
-                        outbox.close(CLOSE_TOO_BIG, "Message too big");
-                        server_closed = Some(CLOSE_TOO_BIG);
-                        continue;
-                    }
-                    outbox.last_message.store(shared.uptime_ms(), std::sync::atomic::Ordering::Relaxed);
-                    outbox.last_active.store(shared.dispatcher.clock().now_ms(), std::sync::atomic::Ordering::Relaxed);
-                    if !shared.admit() {
-                        throttled(outbox, id);
-                        continue;
-                    }
-                    // Boxed at once: the dispatcher's future is large.
-                    let message = Box::pin(handle_message(shared.clone(), id.clone(), connected_at, text));
-                    if shared.ordered {
-                        message.await;
-                    } else {
-                        // API Gateway invokes the function for each message concurrently: a
-                        // client must wait for a reply (e.g. to `auth`) before relying on it.
-                        // Past MAX_IN_FLIGHT messages, reading waits (backpressure).
-                        let Ok(permit) = outbox.in_flight.acquire().await else {
+                frame = stream.next() => match frame {
+                    None => break (server_closed.or(Some(1006)), false),
+                    Some(Err(err)) => {
+                        if is_capacity(&err) {
+                            outbox.close(CLOSE_TOO_BIG, "Message too big");
+                            server_closed = Some(CLOSE_TOO_BIG);
                             continue;
-                        };
-                        permit.forget();
-                        let outbox = outbox.clone();
-                        tokio::spawn(async move {
+                        }
+                        break (server_closed.or(Some(1006)), false);
+                    }
+                    Some(Ok(Message::Text(text))) => {
+                        if server_closed.is_some() {
+                            continue;
+                        }
+                        if text.len() > MAX_MESSAGE_BYTES {
+                            outbox.close(CLOSE_TOO_BIG, "Message too big");
+                            server_closed = Some(CLOSE_TOO_BIG);
+                            continue;
+                        }
+                        outbox.last_message.store(shared.uptime_ms(), std::sync::atomic::Ordering::Relaxed);
+                        outbox.last_active.store(shared.dispatcher.clock().now_ms(), std::sync::atomic::Ordering::Relaxed);
+                        if !shared.admit() {
+                            throttled(outbox, id);
+                            continue;
+                        }
+                        // Boxed at once: the dispatcher's future is large.
+                        let message = Box::pin(handle_message(shared.clone(), id.clone(), connected_at, text));
+                        if shared.ordered {
                             message.await;
-                            outbox.in_flight.add_permits(1);
-                        });
+                        } else {
+                            // API Gateway invokes the function for each message concurrently: a
+                            // client must wait for a reply (e.g. to `auth`) before relying on it.
+                            // Past MAX_IN_FLIGHT messages, reading waits (backpressure).
+                            let Ok(permit) = outbox.in_flight.acquire().await else {
+                                continue;
+                            };
+                            permit.forget();
+                            let outbox = outbox.clone();
+                            tokio::spawn(async move {
+                                message.await;
+                                outbox.in_flight.add_permits(1);
+                            });
+                        }
                     }
-                }
-                Some(Ok(Message::Binary(_))) => {
-                    if server_closed.is_none() {
-                        outbox.close(CLOSE_UNSUPPORTED, "Binary frames are not supported");
-                        server_closed = Some(CLOSE_UNSUPPORTED);
+                    Some(Ok(Message::Binary(_))) => {
+                        if server_closed.is_none() {
+                            outbox.close(CLOSE_UNSUPPORTED, "Binary frames are not supported");
+                            server_closed = Some(CLOSE_UNSUPPORTED);
+                        }
                     }
-                }
-                Some(Ok(Message::Close(frame))) => {
-                    break (server_closed.or(frame.map(|f| f.code)), false);
-                }
-                Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
-            },
-        }
-    };
-    let closing = Closing {
-        by_server: server_closed.is_some() || close_sent,
-        close_sent,
-        status,
-    };
-    Box::pin(close_connection(link, sink, stream, closing)).await;
+                    Some(Ok(Message::Close(frame))) => {
+                        break (server_closed.or(frame.map(|f| f.code)), false);
+                    }
+                    Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
+                },
+            }
+        };
+        let closing = Closing {
+            by_server: server_closed.is_some() || close_sent,
+            close_sent,
+            status,
+        };
+        Box::pin(close_connection(link, sink, stream, closing)).await;
+    }
 }
 
 /// How a connection's loop ended.
