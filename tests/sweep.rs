@@ -8,7 +8,6 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use aws_sdk_dynamodb::types::{PutRequest, WriteRequest};
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -41,52 +40,20 @@ fn app(store: Arc<dyn ConnectionStore>) -> App {
 
 /// Writes `n` expired, unauthenticated records in batches of 25.
 async fn expired_records(rig: &Rig, n: usize) {
+    use aws_sdk_dynamodb::types::AttributeValue;
     let ttl = now_secs() - 5;
-    let rows: Vec<Connection> = (0..n)
-        .map(|i| Connection::unauthenticated(format!("silent{i:05}="), 1, ttl))
-        .collect();
-    for chunk in rows.chunks(25) {
-        let requests = chunk
-            .iter()
-            .map(|c| {
-                let item = [
-                    (
-                        "connectionId",
-                        aws_sdk_dynamodb::types::AttributeValue::S(c.connection_id.clone()),
-                    ),
-                    (
-                        "authenticated",
-                        aws_sdk_dynamodb::types::AttributeValue::Bool(false),
-                    ),
-                    (
-                        "connectedAt",
-                        aws_sdk_dynamodb::types::AttributeValue::N("1".into()),
-                    ),
-                    (
-                        "ttl",
-                        aws_sdk_dynamodb::types::AttributeValue::N(ttl.to_string()),
-                    ),
-                ]
-                .into_iter()
-                .map(|(k, v)| (k.to_owned(), v))
-                .collect();
-                WriteRequest::builder()
-                    .put_request(PutRequest::builder().set_item(Some(item)).build().unwrap())
-                    .build()
-            })
-            .collect();
-        let out = rig
-            .client
-            .batch_write_item()
-            .request_items(rig.store.table(), requests)
-            .send()
-            .await
-            .unwrap();
-        assert!(
-            out.unprocessed_items().is_none_or(|u| u.is_empty()),
-            "moto left items unprocessed"
-        );
-    }
+    let items = (0..n).map(|i| {
+        [
+            ("connectionId", AttributeValue::S(format!("silent{i:05}="))),
+            ("authenticated", AttributeValue::Bool(false)),
+            ("connectedAt", AttributeValue::N("1".into())),
+            ("ttl", AttributeValue::N(ttl.to_string())),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect()
+    });
+    put_items(&rig.client, rig.store.table(), items).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -527,33 +527,47 @@ pub async fn put_authenticated(
     table: &str,
     records: &[(String, String, Option<String>)],
 ) {
-    use aws_sdk_dynamodb::types::{AttributeValue, PutRequest, WriteRequest};
+    use aws_sdk_dynamodb::types::AttributeValue;
     let now = venturekit_ws::clock::now_secs();
-    for chunk in records.chunks(25) {
-        let requests = chunk
-            .iter()
-            .map(|(id, user, tenant)| {
-                let mut item = HashMap::from([
-                    ("connectionId".to_owned(), AttributeValue::S(id.clone())),
-                    ("authenticated".to_owned(), AttributeValue::Bool(true)),
-                    ("userId".to_owned(), AttributeValue::S(user.clone())),
-                    ("connectedAt".to_owned(), AttributeValue::N("1".into())),
-                    (
-                        "ttl".to_owned(),
-                        AttributeValue::N((now + 7200).to_string()),
-                    ),
-                ]);
-                if let Some(tenant) = tenant {
-                    item.insert("tenantId".to_owned(), AttributeValue::S(tenant.clone()));
-                }
-                WriteRequest::builder()
-                    .put_request(PutRequest::builder().set_item(Some(item)).build().unwrap())
-                    .build()
-            })
-            .collect();
+    let items = records.iter().map(|(id, user, tenant)| {
+        let mut item = HashMap::from([
+            ("connectionId".to_owned(), AttributeValue::S(id.clone())),
+            ("authenticated".to_owned(), AttributeValue::Bool(true)),
+            ("userId".to_owned(), AttributeValue::S(user.clone())),
+            ("connectedAt".to_owned(), AttributeValue::N("1".into())),
+            (
+                "ttl".to_owned(),
+                AttributeValue::N((now + 7200).to_string()),
+            ),
+        ]);
+        if let Some(tenant) = tenant {
+            item.insert("tenantId".to_owned(), AttributeValue::S(tenant.clone()));
+        }
+        item
+    });
+    put_items(client, table, items).await;
+}
+
+/// Writes raw items with `BatchWriteItem`, 25 at a time, failing if moto leaves any
+/// unprocessed.
+pub async fn put_items(
+    client: &aws_sdk_dynamodb::Client,
+    table: &str,
+    items: impl IntoIterator<Item = HashMap<String, aws_sdk_dynamodb::types::AttributeValue>>,
+) {
+    use aws_sdk_dynamodb::types::{PutRequest, WriteRequest};
+    let requests: Vec<WriteRequest> = items
+        .into_iter()
+        .map(|item| {
+            WriteRequest::builder()
+                .put_request(PutRequest::builder().set_item(Some(item)).build().unwrap())
+                .build()
+        })
+        .collect();
+    for chunk in requests.chunks(25) {
         let out = client
             .batch_write_item()
-            .request_items(table, requests)
+            .request_items(table, chunk.to_vec())
             .send()
             .await
             .unwrap();

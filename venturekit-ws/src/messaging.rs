@@ -491,18 +491,13 @@ impl Messenger {
         message: &T,
     ) -> Result<FanoutReport, MessagingError> {
         let text = encode(message)?;
-        let ids = match scope {
-            Scope::Tenant(t) if !is_storable_id(t) => return Ok(FanoutReport::default()),
-            Scope::All | Scope::NoTenant if self.spill.is_some() => {
-                let threshold = self.spill.as_ref().map_or(0, |s| s.threshold);
-                match self.probe(threshold).await? {
-                    Some(everyone) => in_scope(everyone, scope),
-                    None => match &self.spill {
-                        Some(spill) => return Ok(self.spill_scan(spill, scope, &text).await),
-                        None => Vec::new(),
-                    },
-                }
-            }
+        let ids = match (scope, &self.spill) {
+            (Scope::Tenant(t), _) if !is_storable_id(t) => return Ok(FanoutReport::default()),
+            (Scope::All | Scope::NoTenant, Some(spill)) => match self.probe(spill.threshold).await?
+            {
+                Some(everyone) => in_scope(everyone, scope),
+                None => return Ok(self.spill_scan(spill, scope, &text).await),
+            },
             _ => self.store.target_ids(scope).await?,
         };
         Ok(self.fan_out_or_spill(ids, &text).await)
