@@ -663,3 +663,152 @@ pub async fn queue_depth(client: &aws_sdk_sqs::Client, url: &str) -> usize {
         .and_then(|n| n.parse().ok())
         .unwrap_or_default()
 }
+
+/// A keep-alive front for moto, for measurements.
+///
+/// Real DynamoDB keeps HTTPS connections open between requests; moto answers each request
+/// and closes its connection, so a client talking to moto pays a TCP connect (and a new
+/// HTTP connection) per call that it never pays on AWS. This proxy accepts kept-alive
+/// HTTP/1.1 connections on loopback and forwards each request to moto on a connection of
+/// its own. It runs in the measuring process, so its CPU is not counted against the
+/// process being measured.
+pub struct KeepAliveProxy {
+    /// Where it listens.
+    pub addr: SocketAddr,
+}
+
+impl KeepAliveProxy {
+    /// Starts a proxy in front of `upstream` (`http://host:port`).
+    pub async fn start(upstream: &str) -> KeepAliveProxy {
+        let upstream: Arc<str> = upstream
+            .trim_start_matches("http://")
+            .trim_end_matches('/')
+            .into();
+        use axum::serve::ListenerExt;
+        let app = Router::new().fallback(any(forward)).with_state(upstream);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        // Answers go out at once, as DynamoDB's do (no Nagle delay on a kept-alive socket).
+        let listener = listener.tap_io(|socket| {
+            let _ = socket.set_nodelay(true);
+        });
+        tokio::spawn(async move {
+            axum::serve(listener, app).await.unwrap();
+        });
+        KeepAliveProxy { addr }
+    }
+
+    /// `http://127.0.0.1:PORT`.
+    pub fn endpoint(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+}
+
+async fn forward(State(upstream): State<Arc<str>>, request: axum::extract::Request) -> Response {
+    match forward_once(&upstream, request).await {
+        Ok(response) => response,
+        Err(e) => (StatusCode::BAD_GATEWAY, format!("proxy: {e}")).into_response(),
+    }
+}
+
+async fn forward_once(
+    upstream: &str,
+    request: axum::extract::Request,
+) -> std::io::Result<Response> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (parts, body) = request.into_parts();
+    let body = axum::body::to_bytes(body, usize::MAX)
+        .await
+        .map_err(std::io::Error::other)?;
+    let target = parts
+        .uri
+        .path_and_query()
+        .map_or("/", |p| p.as_str())
+        .to_owned();
+    let mut head = format!("{} {target} HTTP/1.1\r\n", parts.method);
+    for (name, value) in &parts.headers {
+        if name == "connection" || name == "content-length" || name == "transfer-encoding" {
+            continue;
+        }
+        head.push_str(name.as_str());
+        head.push_str(": ");
+        head.push_str(value.to_str().unwrap_or_default());
+        head.push_str("\r\n");
+    }
+    head.push_str(&format!("content-length: {}\r\n\r\n", body.len()));
+    let mut stream = tokio::net::TcpStream::connect(upstream).await?;
+    stream.set_nodelay(true)?;
+    let mut request = head.into_bytes();
+    request.extend_from_slice(&body);
+    stream.write_all(&request).await?;
+    // Read until the response is whole (its Content-Length), or until moto closes.
+    let mut raw = Vec::with_capacity(4096);
+    let mut chunk = [0u8; 16384];
+    loop {
+        let n = stream.read(&mut chunk).await?;
+        if n == 0 {
+            break;
+        }
+        raw.extend_from_slice(&chunk[..n]);
+        if response_complete(&raw) {
+            break;
+        }
+    }
+    parse_response(&raw).ok_or_else(|| std::io::Error::other("unreadable response from moto"))
+}
+
+/// Whether `raw` holds a response's head and its whole `Content-Length` body.
+fn response_complete(raw: &[u8]) -> bool {
+    let Some(split) = raw.windows(4).position(|w| w == b"\r\n\r\n") else {
+        return false;
+    };
+    let head = String::from_utf8_lossy(&raw[..split]).to_ascii_lowercase();
+    let length = head.lines().find_map(|line| {
+        line.strip_prefix("content-length:")
+            .and_then(|v| v.trim().parse::<usize>().ok())
+    });
+    length.is_some_and(|length| raw.len() >= split + 4 + length)
+}
+
+/// Parses a whole HTTP/1.1 response read until the server closed the connection.
+fn parse_response(raw: &[u8]) -> Option<Response> {
+    let split = raw.windows(4).position(|w| w == b"\r\n\r\n")?;
+    let head = std::str::from_utf8(&raw[..split]).ok()?;
+    let mut body = raw[split + 4..].to_vec();
+    let mut lines = head.split("\r\n");
+    let status: u16 = lines.next()?.split(' ').nth(1)?.parse().ok()?;
+    let mut response = Response::builder().status(status);
+    let mut chunked = false;
+    for line in lines {
+        let (name, value) = line.split_once(':')?;
+        let (name, value) = (name.trim(), value.trim());
+        if name.eq_ignore_ascii_case("transfer-encoding") {
+            chunked = value.eq_ignore_ascii_case("chunked");
+            continue;
+        }
+        if name.eq_ignore_ascii_case("connection") || name.eq_ignore_ascii_case("content-length") {
+            continue;
+        }
+        response = response.header(name, value);
+    }
+    if chunked {
+        body = dechunk(&body)?;
+    }
+    response.body(axum::body::Body::from(body)).ok()
+}
+
+/// Decodes a chunked body.
+fn dechunk(mut raw: &[u8]) -> Option<Vec<u8>> {
+    let mut out = Vec::new();
+    loop {
+        let line_end = raw.windows(2).position(|w| w == b"\r\n")?;
+        let size_text = std::str::from_utf8(&raw[..line_end]).ok()?;
+        let size = usize::from_str_radix(size_text.split(';').next()?.trim(), 16).ok()?;
+        raw = &raw[line_end + 2..];
+        if size == 0 {
+            return Some(out);
+        }
+        out.extend_from_slice(raw.get(..size)?);
+        raw = raw.get(size + 2..)?;
+    }
+}

@@ -92,6 +92,11 @@ pub struct Config {
     /// source `MaximumConcurrency`), default 10; each paces itself to
     /// `fanout_rate / fanout_workers` posts per second.
     pub fanout_workers: u32,
+    /// `VK_WS_ROUTE_RESPONSE=1` (Lambda): the API's message routes have a route response,
+    /// so the reply to a message travels back in the function's response instead of a
+    /// management API `POST` (one call less per message). Off by default: without a route
+    /// response, API Gateway drops a response body. The generated template sets both.
+    pub route_response: bool,
     /// `VK_WS_RATE_LIMIT_PER_SEC`: sustained inbound messages per connection (0 = no limit), default 20.
     pub rate_limit_per_sec: u32,
     /// `VK_WS_RATE_LIMIT_BURST`: messages allowed per window of `burst / rate` seconds, default 40.
@@ -149,6 +154,7 @@ impl Default for Config {
             spill_threshold: crate::fanout::DEFAULT_SPILL_THRESHOLD,
             fanout_rate: crate::fanout::DEFAULT_FANOUT_RATE,
             fanout_workers: crate::fanout::DEFAULT_FANOUT_WORKERS,
+            route_response: false,
             rate_limit_per_sec: 20,
             rate_limit_burst: 40,
             max_auth_failures: 5,
@@ -291,6 +297,9 @@ impl Config {
         config.local_api_token = var("VK_WS_LOCAL_API_TOKEN").map(|t| t.trim().to_owned());
         if let Some(v) = var("VK_WS_LOCAL_ORDERED") {
             config.local_ordered = matches!(v.trim(), "1" | "true" | "yes");
+        }
+        if let Some(v) = var("VK_WS_ROUTE_RESPONSE") {
+            config.route_response = matches!(v.trim(), "1" | "true" | "yes");
         }
         if let Some(v) = var("VK_WS_PANIC_PROBE") {
             config.panic_probe = matches!(v.trim(), "1" | "true" | "yes");

@@ -12,7 +12,7 @@ use crate::delivery::{Delivery, DeliveryError};
 use crate::dispatch::sweep_deadline_margin as DEADLINE_MARGIN;
 use crate::dispatch::{Dispatcher, SweepOptions, SweepReport};
 use crate::error::Error;
-use crate::event::{RequestInfo, WebSocketEvent, WebSocketResponse};
+use crate::event::{RequestInfo, Route, WebSocketEvent, WebSocketResponse};
 use lambda_runtime::{LambdaEvent, service_fn};
 use serde::Serialize;
 use serde_json::Value;
@@ -222,12 +222,116 @@ pub async fn handle_until(
             ));
         }
     };
-    let endpoint = RequestInfo::of(&event).and_then(|r| api.endpoint_for(&r));
+    let request = RequestInfo::of(&event);
+    let endpoint = request.as_ref().and_then(|r| api.endpoint_for(r));
     let delivery: Arc<dyn Delivery> = match endpoint {
         Some(endpoint) => api.delivery(&endpoint),
         None => Arc::new(Undeliverable),
     };
-    Ok(Output::Response(dispatcher.handle(&event, delivery).await))
+    let caller = request.map(|r| r.connection_id);
+    match caller {
+        Some(caller) if api.route_response() && Route::of(&event) == Route::Message => {
+            let held = Arc::new(RouteReply::new(delivery, caller));
+            let mut response = dispatcher.handle(&event, held.clone()).await;
+            if let Some(frame) = held.take() {
+                response.body = Some(aws_lambda_events::encodings::Body::Text(frame.to_string()));
+            }
+            Ok(Output::Response(response))
+        }
+        _ => Ok(Output::Response(dispatcher.handle(&event, delivery).await)),
+    }
+}
+
+/// Delivery for a message invocation whose route has a route response: the last frame for
+/// the calling connection is held and travels back in the integration response, which API
+/// Gateway sends to the client (one management API `POST` less per message). Anything else
+/// for the caller — another frame, a fan-out that includes it, closing it — first posts
+/// the held frame, so the client sees every frame in the order it was sent.
+struct RouteReply {
+    inner: Arc<dyn Delivery>,
+    caller: String,
+    held: std::sync::Mutex<Option<Arc<str>>>,
+}
+
+impl RouteReply {
+    fn new(inner: Arc<dyn Delivery>, caller: String) -> Self {
+        RouteReply {
+            inner,
+            caller,
+            held: std::sync::Mutex::new(None),
+        }
+    }
+
+    /// The frame left for the response.
+    fn take(&self) -> Option<Arc<str>> {
+        self.held.lock().unwrap_or_else(|p| p.into_inner()).take()
+    }
+
+    /// Posts the held frame, if any.
+    async fn release(&self) -> Result<(), DeliveryError> {
+        match self.take() {
+            Some(frame) => self.inner.post_shared(&self.caller, &frame).await,
+            None => Ok(()),
+        }
+    }
+
+    /// Posts what was held, then holds `frame` for the response.
+    async fn hold(&self, frame: Arc<str>) -> Result<(), DeliveryError> {
+        if frame.len() > crate::protocol::MAX_MESSAGE_BYTES {
+            return Err(DeliveryError::PayloadTooLarge(frame.len()));
+        }
+        self.release().await?;
+        *self.held.lock().unwrap_or_else(|p| p.into_inner()) = Some(frame);
+        Ok(())
+    }
+}
+
+#[async_trait::async_trait]
+impl Delivery for RouteReply {
+    async fn post(&self, connection_id: &str, payload: &str) -> Result<(), DeliveryError> {
+        if connection_id == self.caller {
+            self.hold(payload.into()).await
+        } else {
+            self.inner.post(connection_id, payload).await
+        }
+    }
+
+    async fn post_shared(
+        &self,
+        connection_id: &str,
+        payload: &Arc<str>,
+    ) -> Result<(), DeliveryError> {
+        if connection_id == self.caller {
+            self.hold(payload.clone()).await
+        } else {
+            self.inner.post_shared(connection_id, payload).await
+        }
+    }
+
+    fn post_now(
+        &self,
+        connection_ids: &[String],
+        payload: &Arc<str>,
+    ) -> Option<Vec<Result<(), DeliveryError>>> {
+        if connection_ids.contains(&self.caller) {
+            // One by one, so that the caller's frame goes through `post_shared`.
+            return None;
+        }
+        self.inner.post_now(connection_ids, payload)
+    }
+
+    async fn close(&self, connection_id: &str) -> Result<(), DeliveryError> {
+        if connection_id == self.caller {
+            // The last frame (an error, the auth failure) must arrive before the close:
+            // nothing would carry a response to a closed connection.
+            let _ = self.release().await;
+        }
+        self.inner.close(connection_id).await
+    }
+
+    fn endpoint(&self) -> Option<String> {
+        self.inner.endpoint()
+    }
 }
 
 /// The scheduled sweep, stopping at `deadline` (the next scheduled run continues). Without

@@ -801,3 +801,142 @@ async fn large_broadcasts_spill_to_the_fanout_queue_and_sqs_invocations_deliver_
         assert_eq!(delivered(id), 1, "{id} must receive the broadcast once");
     }
 }
+
+/// The body of an invocation's response: the frame API Gateway sends back to the caller
+/// through the route response.
+fn body(response: &Value) -> Value {
+    let text = response["body"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no reply in the response: {response}"));
+    serde_json::from_str(text).unwrap()
+}
+
+#[tokio::test]
+async fn replies_travel_in_the_route_response_and_pushes_keep_their_order() {
+    let client = dynamo_client();
+    let table = fresh_table(&client, "route").await;
+    history_table(&client, &table).await;
+    let runtime = RuntimeApi::start().await;
+    let mgmt = ManagementServer::start().await;
+    let _function = Function(
+        with_lambda_env(clean_command(), &runtime, &table, &mgmt)
+            .env("VK_WS_ROUTE_RESPONSE", "1")
+            .env("VK_WS_MAX_AUTH_FAILURES", "1")
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+
+    // $connect answers no body (API Gateway would not forward one anyway).
+    let connected = ok(&runtime, connect("alice1=")).await;
+    assert!(
+        connected.get("body").is_none_or(Value::is_null),
+        "{connected}"
+    );
+    for (id, user) in [("alice1=", "alice"), ("bob1=", "bob")] {
+        if id != "alice1=" {
+            ok(&runtime, connect(id)).await;
+        }
+        let auth = json!({"action": "auth", "token": token(user, &["acme"])});
+        let response = ok(&runtime, message(id, auth)).await;
+        assert_eq!(
+            body(&response),
+            json!({"action": "auth", "success": true, "userId": user, "tenantId": "acme"})
+        );
+    }
+    assert!(
+        mgmt.calls().is_empty(),
+        "replies need no management API call: {:?}",
+        mgmt.calls()
+    );
+
+    // A request with a ref: the reply in the response, the push to bob through the API.
+    let response = ok(
+        &runtime,
+        message(
+            "alice1=",
+            json!({"action": "send", "to": "bob", "data": "hi", "ref": "r1"}),
+        ),
+    )
+    .await;
+    assert_eq!(
+        body(&response),
+        json!({"action": "send", "ref": "r1", "delivered": 1})
+    );
+    assert_eq!(
+        mgmt.posts_to("bob1=").pop().unwrap(),
+        json!({"action": "message", "from": "alice", "data": "hi"})
+    );
+    assert!(mgmt.posts_to("alice1=").is_empty());
+
+    // A broadcast reaches the caller too. Without a ref it has no reply: the caller's
+    // copy is the last frame, so it travels in the response.
+    let response = ok(
+        &runtime,
+        message("alice1=", json!({"action": "broadcast", "data": 7})),
+    )
+    .await;
+    let pushed = json!({"action": "message", "from": "alice", "data": 7});
+    assert_eq!(body(&response), pushed);
+    assert_eq!(mgmt.posts_to("bob1=").pop().unwrap(), pushed);
+    assert!(mgmt.posts_to("alice1=").is_empty());
+    // With a ref it is acknowledged: the caller's copy is posted (it came first), the
+    // acknowledgement travels in the response (it comes last).
+    let response = ok(
+        &runtime,
+        message(
+            "alice1=",
+            json!({"action": "broadcast", "data": 8, "ref": "b1"}),
+        ),
+    )
+    .await;
+    let pushed = json!({"action": "message", "from": "alice", "data": 8});
+    assert_eq!(mgmt.posts_to("alice1="), vec![pushed.clone()]);
+    assert_eq!(mgmt.posts_to("bob1=").pop().unwrap(), pushed);
+    assert_eq!(
+        body(&response),
+        json!({"action": "broadcast", "ref": "b1", "ok": true}),
+        "{response}"
+    );
+
+    // Client mistakes are answered in the response too.
+    let response = ok(
+        &runtime,
+        message("alice1=", Value::String("{not json".into())),
+    )
+    .await;
+    assert_eq!(body(&response)["error"]["code"], "bad_request");
+    let response = ok(&runtime, message("alice1=", json!({"action": "ping"}))).await;
+    assert_eq!(body(&response)["action"], "pong");
+
+    // A reply followed by a close: a closed connection gets no response, so the error is
+    // posted first, then the connection is deleted.
+    ok(&runtime, connect("anon=")).await;
+    let response = ok(
+        &runtime,
+        message(
+            "anon=",
+            json!({"action": "auth", "token": "forged.token.x"}),
+        ),
+    )
+    .await;
+    assert!(
+        response.get("body").is_none_or(Value::is_null),
+        "{response}"
+    );
+    let calls: Vec<(String, String)> = mgmt
+        .calls_for("anon=")
+        .into_iter()
+        .map(|c| {
+            let code = c.json()["error"]["code"].as_str().unwrap_or("").to_owned();
+            (c.method, code)
+        })
+        .collect();
+    assert_eq!(
+        calls,
+        [
+            ("POST".to_owned(), "invalid_token".to_owned()),
+            ("DELETE".to_owned(), String::new())
+        ]
+    );
+}

@@ -47,6 +47,28 @@ fn template_structure() {
         .collect();
     routes.sort();
     assert_eq!(routes, ["$connect", "$default", "$disconnect"]);
+    // Replies travel back in the function's response: `$default` has a route response and
+    // the function is told so; the stage is deployed after it.
+    assert_eq!(
+        t["Resources"]["DefaultRoute"]["Properties"]["RouteResponseSelectionExpression"],
+        "$default"
+    );
+    let responses = resources_of_type(&t, "AWS::ApiGatewayV2::RouteResponse");
+    assert_eq!(responses.len(), 1);
+    assert_eq!(
+        responses[0].1["Properties"],
+        json!({"ApiId": {"Ref": "WebSocketApi"}, "RouteId": {"Ref": "DefaultRoute"}, "RouteResponseKey": "$default"})
+    );
+    assert_eq!(
+        t["Resources"]["Function"]["Properties"]["Environment"]["Variables"]["VK_WS_ROUTE_RESPONSE"],
+        "true"
+    );
+    assert!(
+        t["Resources"]["Deployment"]["DependsOn"]
+            .as_array()
+            .unwrap()
+            .contains(&json!(responses[0].0))
+    );
     assert_eq!(resources_of_type(&t, "AWS::Serverless::Function").len(), 1);
     assert_eq!(
         resources_of_type(&t, "AWS::ApiGatewayV2::Integration").len(),
@@ -346,5 +368,13 @@ fn request_validation_adds_a_validated_route_per_action_with_a_draft_04_model() 
         );
         // draft-04 has no `const`.
         assert!(!schema.to_string().contains("\"const\""), "{schema}");
+        // Its replies travel back in the response too.
+        assert_eq!(
+            route["Properties"]["RouteResponseSelectionExpression"],
+            "$default"
+        );
+        let response = &t["Resources"][format!("{name}Response")]["Properties"];
+        assert_eq!(response["RouteId"], json!({"Ref": name}), "{name}");
+        assert_eq!(response["RouteResponseKey"], "$default");
     }
 }

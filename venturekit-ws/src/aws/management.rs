@@ -44,6 +44,7 @@ pub struct ManagementApi {
     region: Option<String>,
     override_endpoint: Option<String>,
     policy: RetryPolicy,
+    route_response: bool,
     clients: Mutex<HashMap<String, Arc<ApiGatewayDelivery>>>,
 }
 
@@ -52,6 +53,7 @@ impl std::fmt::Debug for ManagementApi {
         f.debug_struct("ManagementApi")
             .field("override_endpoint", &self.override_endpoint)
             .field("policy", &self.policy)
+            .field("route_response", &self.route_response)
             .finish_non_exhaustive()
     }
 }
@@ -86,8 +88,21 @@ impl ManagementApi {
                 timeout: config.delivery_timeout,
                 ..RetryPolicy::default()
             },
+            route_response: config.route_response,
             clients: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Whether replies travel back in the function's response (`VK_WS_ROUTE_RESPONSE`: the
+    /// API's message routes have a route response) instead of a `POST @connections`.
+    pub fn route_response(&self) -> bool {
+        self.route_response
+    }
+
+    /// Sets [`ManagementApi::route_response`].
+    pub fn with_route_response(mut self, on: bool) -> Self {
+        self.route_response = on;
+        self
     }
 
     /// Replaces the retry policy (for clients created afterwards).

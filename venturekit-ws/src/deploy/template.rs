@@ -32,6 +32,34 @@ fn route(key: &str) -> Value {
     })
 }
 
+/// A route that carries client messages: its integration's response body (the reply) is
+/// sent back to the client through a route response (`$default` selection).
+fn message_route(key: &str) -> Value {
+    let mut route = route(key);
+    route["Properties"]["RouteResponseSelectionExpression"] = json!("$default");
+    route
+}
+
+/// A `$default` route response for each message route (`VK_WS_ROUTE_RESPONSE`); returns
+/// their logical ids.
+fn add_route_responses(resources: &mut Value, routes: &[String]) -> Vec<String> {
+    routes
+        .iter()
+        .map(|route| {
+            let id = format!("{route}Response");
+            resources[&id] = json!({
+                "Type": "AWS::ApiGatewayV2::RouteResponse",
+                "Properties": {
+                    "ApiId": reference("WebSocketApi"),
+                    "RouteId": reference(route),
+                    "RouteResponseKey": "$default"
+                }
+            });
+            id
+        })
+        .collect()
+}
+
 /// Rewrites a draft-07 schema as draft-04, the dialect of API Gateway models: `const`
 /// becomes a one-value `enum`; `$schema` is set to draft-04.
 pub(crate) fn draft04(schema: &Value) -> Value {
@@ -106,7 +134,7 @@ fn add_request_models(resources: &mut Value, models: &[(String, Value)]) -> Vec<
                 "Schema": draft04(schema)
             }
         });
-        let mut definition = self::route(action);
+        let mut definition = message_route(action);
         definition["Properties"]["ModelSelectionExpression"] = json!("$default");
         definition["Properties"]["RequestModels"] = json!({ "$default": model });
         definition["DependsOn"] = json!([model]);
@@ -178,6 +206,9 @@ pub fn template_value(
         "VK_WS_TENANT_CLAIM": reference("TenantClaim"),
         "VK_WS_FANOUT_QUEUE_URL": reference("FanoutQueue"),
         "VK_WS_SPILL_THRESHOLD": reference("SpillThreshold"),
+        // The message routes have route responses (below): replies travel back in the
+        // function's response instead of a management API call each.
+        "VK_WS_ROUTE_RESPONSE": "true",
         "VK_WS_FANOUT_RATE": reference("FanoutRate"),
         "VK_WS_FANOUT_WORKERS": reference("FanoutWorkers"),
         "RUST_LOG": "info"
@@ -302,7 +333,7 @@ pub fn template_value(
         },
         "ConnectRoute": route("$connect"),
         "DisconnectRoute": route("$disconnect"),
-        "DefaultRoute": route("$default"),
+        "DefaultRoute": message_route("$default"),
         "Deployment": {
             "Type": "AWS::ApiGatewayV2::Deployment",
             "DependsOn": ["ConnectRoute", "DisconnectRoute", "DefaultRoute"],
@@ -337,9 +368,17 @@ pub fn template_value(
     if topics {
         add_topics_table(&mut resources);
     }
-    let routes = add_request_models(&mut resources, models);
+    let mut routes = add_request_models(&mut resources, models);
+    routes.insert(0, "DefaultRoute".to_owned());
+    let responses = add_route_responses(&mut resources, &routes);
     if let Some(Value::Array(depends)) = resources["Deployment"].get_mut("DependsOn") {
-        depends.extend(routes.into_iter().map(Value::String));
+        depends.extend(
+            routes
+                .into_iter()
+                .skip(1)
+                .chain(responses)
+                .map(Value::String),
+        );
     }
     json!({
         "AWSTemplateFormatVersion": "2010-09-09",
