@@ -273,6 +273,41 @@ async fn queries_and_scans_page_to_the_end() {
 }
 
 #[tokio::test]
+async fn rate_counts_stay_exact_across_instances_with_different_window_hints() {
+    // Two stores on one table: two warm Lambda instances, each remembering the window it
+    // last counted (which write it tries first). Their guesses differ; the counts do not.
+    let (a, client) = store("windows").await;
+    let b = DynamoStore::new(client.clone(), a.table().to_owned());
+    a.save(&Connection::unauthenticated("c=", 1, now_secs() + 30))
+        .await
+        .unwrap();
+    let steps: [(&DynamoStore, i64, u32); 9] = [
+        (&a, 1000, 1),
+        (&b, 1000, 2), // b has no hint: tries the reset first, which refuses
+        (&a, 1000, 3),
+        (&b, 3000, 1), // a new window
+        (&a, 3000, 2), // a's hint is stale
+        (&a, 3000, 3),
+        (&b, 3000, 4),
+        (&a, 9000, 1), // after a quiet spell
+        (&a, 1000, 1), // an older window (a clock behind) starts over, as before
+    ];
+    for (i, (store, window, expected)) in steps.into_iter().enumerate() {
+        let (count, record) = store
+            .count_message_and_get("c=", window)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(count, expected, "step {i}: window {window}");
+        assert_eq!(record.unwrap().connection_id, "c=");
+    }
+    // A record removed behind a hint is still "no live record".
+    a.remove("c=").await.unwrap();
+    assert_eq!(a.count_message("c=", 1000).await.unwrap(), None);
+    assert_eq!(b.count_message("c=", 3000).await.unwrap(), None);
+}
+
+#[tokio::test]
 async fn abuse_counters_live_in_the_record() {
     let (store, client) = store("counters").await;
     let now = now_secs();

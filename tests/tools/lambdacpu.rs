@@ -1,14 +1,16 @@
-//! CPU per message of a Lambda binary: the function process's CPU time (user + system, from
-//! `/proc/<pid>/stat`) over N `send` invocations fed by a Runtime API stand-in, with the
+//! CPU per message of a Lambda binary: the function process's CPU time (all threads, from
+//! `/proc/<pid>/task/*/schedstat`) over N `send` invocations fed by a Runtime API stand-in, with the
 //! connection table in moto's DynamoDB and a recording management API on loopback.
 //!
-//! `VK_TEST_MOTO_ENDPOINT=… vk-lambdacpu <bootstrap> [invocations] [--direct] [--env K=V ...]`
+//! `VK_TEST_MOTO_ENDPOINT=… vk-lambdacpu <bootstrap> [invocations] [--direct] [--gap-ms N] [--env K=V ...]`
 //! (scripts/moto.sh starts moto). The function reaches moto through a keep-alive proxy in
 //! this process (DynamoDB keeps connections open; moto closes each one, which would add a
 //! TCP connect per call that AWS does not have); `--direct` skips the proxy. The bootstrap is the chat example (it needs its history
 //! and topics tables, which the tool creates). The rate limit is raised so that every send
 //! runs the whole path (counter, guard, query, post, reply); the tool checks that they did.
 //! Replies travel in the route response, as the generated template deploys the function.
+//! `--gap-ms N` waits N ms before each send (a user typing rather than a burst: with a gap
+//! longer than the rate window, each message starts a new window).
 //! Prints CPU and wall time per `send`.
 
 #![allow(
@@ -27,30 +29,39 @@ use venturekit_ws_tests::aws::{
 };
 use venturekit_ws_tests::{SECRET, token};
 
-/// User + system CPU of `pid`, in seconds.
+/// CPU time of every thread of `pid`, in seconds: the sum of the threads' time on a CPU
+/// from `/proc/<pid>/task/*/schedstat` (nanoseconds, unlike `/proc/<pid>/stat`'s 10 ms ticks).
 fn cpu_seconds(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-    // Fields after the command name (which may contain spaces) start after ") ".
-    let rest = &stat[stat.rfind(") ").unwrap() + 2..];
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let ticks: f64 = fields[11].parse::<f64>().unwrap() + fields[12].parse::<f64>().unwrap();
-    // CLK_TCK is 100 on Linux.
-    ticks / 100.0
+    let mut ns: u64 = 0;
+    for task in std::fs::read_dir(format!("/proc/{pid}/task")).unwrap() {
+        let path = task.unwrap().path().join("schedstat");
+        if let Ok(stat) = std::fs::read_to_string(path) {
+            ns += stat
+                .split_whitespace()
+                .next()
+                .and_then(|v| v.parse::<u64>().ok())
+                .unwrap_or(0);
+        }
+    }
+    ns as f64 / 1e9
 }
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() {
-    let usage = "usage: VK_TEST_MOTO_ENDPOINT=… vk-lambdacpu <bootstrap> [invocations] [--direct] [--env K=V ...]";
+    let usage = "usage: VK_TEST_MOTO_ENDPOINT=… vk-lambdacpu <bootstrap> [invocations] [--direct] [--gap-ms N] [--env K=V ...]";
     let mut args: Vec<String> = std::env::args().skip(1).collect();
     assert!(!args.is_empty(), "{usage}");
     let bin = args.remove(0);
     let mut invocations = 300usize;
     let mut extra = Vec::new();
     let mut direct = false;
+    let mut gap = std::time::Duration::ZERO;
     while !args.is_empty() {
         let arg = args.remove(0);
         if arg == "--direct" {
             direct = true;
+        } else if arg == "--gap-ms" {
+            gap = std::time::Duration::from_millis(args.remove(0).parse().expect(usage));
         } else if arg == "--env" {
             let pair = args.remove(0);
             let (k, v) = pair.split_once('=').expect(usage);
@@ -125,12 +136,15 @@ async fn main() {
     let started = Instant::now();
     let mut response = serde_json::Value::Null;
     for i in 0..invocations {
+        if !gap.is_zero() {
+            tokio::time::sleep(gap).await;
+        }
         response = runtime
             .invoke(message_event("alice=", send(i)))
             .await
             .unwrap();
     }
-    let wall = started.elapsed().as_secs_f64();
+    let wall = started.elapsed().as_secs_f64() - gap.as_secs_f64() * invocations as f64;
     let cpu = cpu_seconds(pid) - cpu_before;
     // Every send went all the way: bob got it and alice got the count (in the response
     // with a route response, else posted).

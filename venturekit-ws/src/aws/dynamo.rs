@@ -37,7 +37,13 @@ pub struct DynamoStore {
     table: String,
     scan_segments: i32,
     page_size: Option<i32>,
+    /// The rate window this process last counted for each connection: which conditional
+    /// write to try first (see `count`). A hint only; bounded by [`WINDOW_HINTS`].
+    windows: std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, i64>>>,
 }
+
+/// Most connections whose last rate window a store remembers; past it the hints start over.
+const WINDOW_HINTS: usize = 10_000;
 
 /// Maps any SDK error (with its full cause chain) to a store error with context.
 pub(super) fn backend<E: std::error::Error>(
@@ -188,57 +194,63 @@ impl DynamoStore {
         } else {
             ReturnValue::UpdatedNew
         };
-        // Same window: one atomic increment. New window: reset (a second write).
-        let same_window = self
-            .client()
-            .await
-            .update_item()
-            .table_name(&self.table)
-            .key("connectionId", s(connection_id))
-            .condition_expression(
-                "attribute_exists(connectionId) AND #ttl > :now AND rateWindow = :w",
-            )
-            .update_expression("ADD rateCount :one")
-            .expression_attribute_names("#ttl", "ttl")
-            .expression_attribute_values(":now", n(now_secs()))
-            .expression_attribute_values(":w", n(window_start_ms))
-            .expression_attribute_values(":one", n(1))
-            .return_values(returned.clone())
-            .send()
-            .await;
-        let output = match same_window {
-            Ok(output) => output,
-            Err(err) => {
-                if !condition_failed(&err) {
-                    return Err(backend("count message")(err));
-                }
-                let reset = self
-                    .client()
-                    .await
-                    .update_item()
-                    .table_name(&self.table)
-                    .key("connectionId", s(connection_id))
-                    .condition_expression("attribute_exists(connectionId) AND #ttl > :now")
-                    .update_expression("SET rateWindow = :w, rateCount = :one")
-                    .expression_attribute_names("#ttl", "ttl")
-                    .expression_attribute_values(":now", n(now_secs()))
-                    .expression_attribute_values(":w", n(window_start_ms))
-                    .expression_attribute_values(":one", n(1))
-                    .return_values(returned)
-                    .send()
-                    .await;
-                match reset {
-                    Ok(output) => output,
-                    // No live record.
-                    Err(err) if condition_failed(&err) => {
-                        return Ok(None);
-                    }
-                    Err(err) => {
-                        return Err(backend("count message")(err));
-                    }
-                }
-            }
+        // Same window: one atomic increment. New window: reset. Which to try first comes
+        // from the window this process last counted for the connection: a message after a
+        // quiet spell (most chat traffic, with a two-second window) starts with the reset,
+        // a burst with the increment, so either takes one request. A wrong guess (another
+        // instance counted in between) costs a second request, never a wrong count: each
+        // write is conditional on the window it expects.
+        let same_first = self.last_window(connection_id) == Some(window_start_ms);
+        let add = |client: &Client| {
+            client
+                .update_item()
+                .table_name(&self.table)
+                .key("connectionId", s(connection_id))
+                .condition_expression(
+                    "attribute_exists(connectionId) AND #ttl > :now AND rateWindow = :w",
+                )
+                .update_expression("ADD rateCount :one")
+                .expression_attribute_names("#ttl", "ttl")
+                .expression_attribute_values(":now", n(now_secs()))
+                .expression_attribute_values(":w", n(window_start_ms))
+                .expression_attribute_values(":one", n(1))
+                .return_values(returned.clone())
         };
+        let reset = |client: &Client| {
+            client
+                .update_item()
+                .table_name(&self.table)
+                .key("connectionId", s(connection_id))
+                .condition_expression(
+                    "attribute_exists(connectionId) AND #ttl > :now AND (attribute_not_exists(rateWindow) OR rateWindow <> :w)",
+                )
+                .update_expression("SET rateWindow = :w, rateCount = :one")
+                .expression_attribute_names("#ttl", "ttl")
+                .expression_attribute_values(":now", n(now_secs()))
+                .expression_attribute_values(":w", n(window_start_ms))
+                .expression_attribute_values(":one", n(1))
+                .return_values(returned.clone())
+        };
+        let client = self.client().await;
+        let (first, second) = if same_first {
+            (add(client), reset(client))
+        } else {
+            (reset(client), add(client))
+        };
+        let output = match first.send().await {
+            Ok(output) => output,
+            Err(err) if condition_failed(&err) => match second.send().await {
+                Ok(output) => output,
+                // Neither window matched: no live record.
+                Err(err) if condition_failed(&err) => {
+                    self.forget_window(connection_id);
+                    return Ok(None);
+                }
+                Err(err) => return Err(backend("count message")(err)),
+            },
+            Err(err) => return Err(backend("count message")(err)),
+        };
+        self.remember_window(connection_id, window_start_ms);
         let count = counter(output.attributes(), "rateCount");
         let record = match (whole, output.attributes()) {
             (true, Some(item)) => Some(from_item(item)?),
@@ -266,7 +278,30 @@ impl DynamoStore {
             table,
             scan_segments: 1,
             page_size: None,
+            windows: Default::default(),
         }
+    }
+
+    fn last_window(&self, connection_id: &str) -> Option<i64> {
+        let windows = self.windows.lock().unwrap_or_else(|p| p.into_inner());
+        windows.get(connection_id).copied()
+    }
+
+    fn remember_window(&self, connection_id: &str, window_start_ms: i64) {
+        let mut windows = self.windows.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(window) = windows.get_mut(connection_id) {
+            *window = window_start_ms;
+            return;
+        }
+        if windows.len() >= WINDOW_HINTS {
+            windows.clear();
+        }
+        windows.insert(connection_id.to_owned(), window_start_ms);
+    }
+
+    fn forget_window(&self, connection_id: &str) {
+        let mut windows = self.windows.lock().unwrap_or_else(|p| p.into_inner());
+        windows.remove(connection_id);
     }
 
     /// Scans (broadcast, sweeper) with `segments` parallel segments (1 = sequential).
@@ -310,7 +345,7 @@ impl DynamoStore {
             .expression_attribute_values(":v", s(value))
             .expression_attribute_values(":now", n(now_secs()))
             .set_limit(self.page_size);
-        query_all(request, &format!("query {index}"))
+        query_all(request, index)
             .await?
             .iter()
             .map(from_item)
@@ -663,20 +698,22 @@ pub(super) async fn query_all(
     context: &str,
 ) -> Result<Vec<Item>, StoreError> {
     let mut found = Vec::new();
-    let mut start: Option<Item> = None;
-    loop {
-        let page = request
+    let mut request = Some(request);
+    while let Some(next) = request.take() {
+        // The builder is kept for a next page only when there is one.
+        let page = next
             .clone()
-            .set_exclusive_start_key(start.take())
             .send()
             .await
-            .map_err(backend(context))?;
-        found.extend(page.items().iter().cloned());
-        match page.last_evaluated_key() {
-            Some(key) if !key.is_empty() => start = Some(key.clone()),
-            _ => return Ok(found),
-        }
+            .map_err(|e| backend(format!("query {context}"))(e))?;
+        let start = page
+            .last_evaluated_key()
+            .filter(|key| !key.is_empty())
+            .cloned();
+        found.extend(page.items.unwrap_or_default());
+        request = start.map(|key| next.set_exclusive_start_key(Some(key)));
     }
+    Ok(found)
 }
 
 /// A string (S) attribute definition.

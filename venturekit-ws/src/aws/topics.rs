@@ -69,7 +69,7 @@ impl DynamoTopics {
             .key_condition_expression("#k = :v")
             .expression_attribute_names("#k", key)
             .expression_attribute_values(":v", s(value));
-        let items = query_all(request, "query topics").await?;
+        let items = query_all(request, "topics").await?;
         Ok(items.iter().filter_map(from_item).collect())
     }
 }
