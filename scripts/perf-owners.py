@@ -28,7 +28,7 @@ OWNERS = [
 ]
 GENERIC = re.compile(
     r"^(<)?(core::|alloc::|std::|http::|bytes::|tracing|futures_|pin_project|"
-    r"_int_|malloc|free|realloc|cfree|calloc|unlink_chunk|__rust|__rustc|__memc|__mem|"
+    r"_int_|malloc|free|realloc|cfree|calloc|unlink_chunk|tcache|mi_|_mi_|__rust|__rustc|__memc|__mem|"
     r"__libc|__GI|<alloc|<core|<std|<&T|\[unknown\]|hashbrown|indexmap|smallvec|once_cell)"
 )
 
