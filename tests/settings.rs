@@ -92,6 +92,17 @@ async fn disabled_websockets_and_unknown_envs_refuse_to_start() {
     );
 }
 
+#[tokio::test]
+async fn a_taken_port_is_a_clear_error() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap();
+    let err = chat_app(config()).local_server(addr).await.unwrap_err();
+    assert!(
+        err.to_string().contains("already in use"),
+        "names the cause: {err}"
+    );
+}
+
 #[test]
 fn a_template_without_venturekit_toml_says_exactly_what_to_add() {
     let err = venturekit_ws::App::new(venturekit_ws::Config::default())

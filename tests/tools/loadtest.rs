@@ -9,7 +9,8 @@
 //! With `VK_LOADTEST_TOPIC=bench:1` (against `vk-topicserver`), every connection first joins
 //! that topic (`vk:join`), and each timed round is a topic publish
 //! (`{"action":"publish","topic":…}`) instead of a broadcast; the server's CPU per publish is
-//! reported too.
+//! reported too. `VK_LOADTEST_HOLD_SECS=N` keeps the connections open N seconds after the
+//! report (to profile the server with all of them idle).
 
 #![allow(
     clippy::unwrap_used,
@@ -188,4 +189,18 @@ async fn main() {
         (rss_authed.saturating_sub(rss_before)) as f64 / n as f64,
         (rss_connected.saturating_sub(rss_before)) as f64 / n as f64,
     );
+    hold();
+}
+
+/// With `VK_LOADTEST_HOLD_SECS=N`, keeps every connection open N seconds after the report
+/// (for a profiler to look at the server with all of them idle).
+fn hold() {
+    if let Some(secs) = std::env::var("VK_LOADTEST_HOLD_SECS")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+    {
+        use std::io::Write;
+        let _ = std::io::stdout().flush();
+        std::thread::sleep(Duration::from_secs(secs));
+    }
 }

@@ -299,6 +299,25 @@ impl Shared {
     }
 }
 
+/// Connections the kernel holds for the server before it accepts them (capped by
+/// `net.core.somaxconn`). A burst of clients — every browser tab reconnecting after a
+/// restart — must not overflow it: a dropped SYN is retried only after a second. The
+/// standard library's default is 128.
+const LISTEN_BACKLOG: u32 = 4096;
+
+/// Binds and listens on `addr` with [`LISTEN_BACKLOG`].
+fn listen(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    // As the standard library does on Unix: a restarted server can bind again at once.
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
+}
+
 /// A bound local server. Call [`LocalServer::serve`] to run it.
 pub struct LocalServer {
     listener: tokio::net::TcpListener,
@@ -320,7 +339,7 @@ impl LocalServer {
         config: &Config,
         addr: SocketAddr,
     ) -> Result<Self, crate::Error> {
-        let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| {
+        let listener = listen(addr).map_err(|e| {
             crate::Error::Io(std::io::Error::new(
                 e.kind(),
                 if e.kind() == std::io::ErrorKind::AddrInUse {
