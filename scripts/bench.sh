@@ -4,6 +4,7 @@
 # Another implementation can be measured with the same tools for a side-by-side figure:
 #   target/release/vk-coldstart --runs 30 [--env K=V ...] -- <command> [args ...]
 #   target/release/vk-loadtest ws://127.0.0.1:PORT <server pid> 10000
+#   target/release/vk-sendfloor 10000
 set -euo pipefail
 cd "$(dirname "$0")/.."
 quick=${1:-}
@@ -53,6 +54,8 @@ done
 [ -n "$url" ] || { cat "$log" >&2; echo "the chat server did not start within 10 s" >&2; exit 1; }
 VK_WS_JWT_SECRET=bench-secret target/release/vk-loadtest "$url" "$server" "$connections"
 kill "$server" 2>/dev/null || true
+echo "== the floor of a local broadcast: one write per socket, the same kind of client"
+target/release/vk-sendfloor "$connections" 5
 
 echo "== topic publish: memory and DynamoDB (moto) stores, through the management API client"
 target/release/vk-topics --runs 5 1000 "$connections"

@@ -201,41 +201,33 @@ impl DynamoStore {
         // instance counted in between) costs a second request, never a wrong count: each
         // write is conditional on the window it expects.
         let same_first = self.last_window(connection_id) == Some(window_start_ms);
-        let add = |client: &Client| {
-            client
-                .update_item()
-                .table_name(&self.table)
-                .key("connectionId", s(connection_id))
-                .condition_expression(
-                    "attribute_exists(connectionId) AND #ttl > :now AND rateWindow = :w",
-                )
-                .update_expression("ADD rateCount :one")
-                .expression_attribute_names("#ttl", "ttl")
-                .expression_attribute_values(":now", n(now_secs()))
-                .expression_attribute_values(":w", n(window_start_ms))
-                .expression_attribute_values(":one", n(1))
-                .return_values(returned.clone())
-        };
-        let reset = |client: &Client| {
-            client
-                .update_item()
-                .table_name(&self.table)
-                .key("connectionId", s(connection_id))
-                .condition_expression(
-                    "attribute_exists(connectionId) AND #ttl > :now AND (attribute_not_exists(rateWindow) OR rateWindow <> :w)",
-                )
-                .update_expression("SET rateWindow = :w, rateCount = :one")
-                .expression_attribute_names("#ttl", "ttl")
-                .expression_attribute_values(":now", n(now_secs()))
-                .expression_attribute_values(":w", n(window_start_ms))
-                .expression_attribute_values(":one", n(1))
-                .return_values(returned.clone())
-        };
         let client = self.client().await;
+        // Both writes share everything but their condition and their update.
+        let write = |condition: &'static str, update: &'static str| {
+            client
+                .update_item()
+                .table_name(&self.table)
+                .key("connectionId", s(connection_id))
+                .condition_expression(condition)
+                .update_expression(update)
+                .expression_attribute_names("#ttl", "ttl")
+                .expression_attribute_values(":now", n(now_secs()))
+                .expression_attribute_values(":w", n(window_start_ms))
+                .expression_attribute_values(":one", n(1))
+                .return_values(returned.clone())
+        };
+        let add = write(
+            "attribute_exists(connectionId) AND #ttl > :now AND rateWindow = :w",
+            "ADD rateCount :one",
+        );
+        let reset = write(
+            "attribute_exists(connectionId) AND #ttl > :now AND (attribute_not_exists(rateWindow) OR rateWindow <> :w)",
+            "SET rateWindow = :w, rateCount = :one",
+        );
         let (first, second) = if same_first {
-            (add(client), reset(client))
+            (add, reset)
         } else {
-            (reset(client), add(client))
+            (reset, add)
         };
         let output = match first.send().await {
             Ok(output) => output,

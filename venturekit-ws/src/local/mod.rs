@@ -610,7 +610,12 @@ async fn root(
         .read_buffer_size(READ_BUFFER)
         .max_message_size(SOCKET_LIMIT)
         .max_frame_size(SOCKET_LIMIT)
-        .on_upgrade(move |socket| run_connection(shared, socket, peer));
+        .on_upgrade(move |socket| {
+            // A task of its own: axum's upgrade task ends here instead of carrying the
+            // connection's future inside its own state for the life of the socket.
+            tokio::spawn(run_connection(shared, socket, peer));
+            std::future::ready(())
+        });
     // The emulator's own addition (API Gateway sends no such header): tells a test client
     // or the dev console which connection id it got.
     if let Some(value) = connection_header {
