@@ -365,3 +365,44 @@ async fn abuse_counters_live_in_the_record() {
         None
     );
 }
+
+#[tokio::test]
+async fn the_keep_alive_proxy_forwards_calls_and_errors_unchanged() {
+    // The measuring tools reach moto through this proxy (kept-alive connections, as with
+    // DynamoDB): what goes through it must be exactly what moto answers.
+    let proxy = venturekit_ws_tests::aws::KeepAliveProxy::start(&moto_endpoint()).await;
+    let config = aws_sdk_dynamodb::Config::builder()
+        .behavior_version(aws_sdk_dynamodb::config::BehaviorVersion::latest())
+        .endpoint_url(proxy.endpoint())
+        .region(aws_sdk_dynamodb::config::Region::new("us-east-1"))
+        .credentials_provider(aws_sdk_dynamodb::config::Credentials::new(
+            "test", "test", None, None, "tests",
+        ))
+        .build();
+    let client = aws_sdk_dynamodb::Client::from_conf(config);
+    let table = fresh_table(&client, "proxy").await;
+    let store = DynamoStore::new(client.clone(), table);
+    let now = now_secs();
+    for i in 0..5 {
+        let id = format!("p{i}=");
+        store
+            .save(&Connection::unauthenticated(&id, 1, now + 30))
+            .await
+            .unwrap();
+        assert_eq!(store.get(&id).await.unwrap().unwrap().connection_id, id);
+    }
+    // A refused conditional write comes back as the same error.
+    assert_eq!(store.count_message("ghost=", 1000).await.unwrap(), None);
+    // A service error with its code.
+    let err = client
+        .describe_table()
+        .table_name("vk-no-such-table")
+        .send()
+        .await
+        .unwrap_err();
+    assert!(
+        err.as_service_error()
+            .is_some_and(|e| e.is_resource_not_found_exception()),
+        "{err:?}"
+    );
+}

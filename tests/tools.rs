@@ -128,3 +128,13 @@ fn vk_loadtest_publishes_to_a_topic_on_vk_topicserver() {
         "{stdout}"
     );
 }
+
+#[test]
+fn vk_sendfloor_delivers_every_round() {
+    let stdout = run_ok(Command::new(env!("CARGO_BIN_EXE_vk-sendfloor")).args(["40", "2"]));
+    assert!(
+        stdout.starts_with("40 connections: one frame to all delivered in "),
+        "{stdout}"
+    );
+    assert!(stdout.contains("2 rounds"), "{stdout}");
+}
