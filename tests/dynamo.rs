@@ -371,15 +371,7 @@ async fn the_keep_alive_proxy_forwards_calls_and_errors_unchanged() {
     // The measuring tools reach moto through this proxy (kept-alive connections, as with
     // DynamoDB): what goes through it must be exactly what moto answers.
     let proxy = venturekit_ws_tests::aws::KeepAliveProxy::start(&moto_endpoint()).await;
-    let config = aws_sdk_dynamodb::Config::builder()
-        .behavior_version(aws_sdk_dynamodb::config::BehaviorVersion::latest())
-        .endpoint_url(proxy.endpoint())
-        .region(aws_sdk_dynamodb::config::Region::new("us-east-1"))
-        .credentials_provider(aws_sdk_dynamodb::config::Credentials::new(
-            "test", "test", None, None, "tests",
-        ))
-        .build();
-    let client = aws_sdk_dynamodb::Client::from_conf(config);
+    let client = venturekit_ws_tests::aws::dynamo_client_at(&proxy.endpoint());
     let table = fresh_table(&client, "proxy").await;
     let store = DynamoStore::new(client.clone(), table);
     let now = now_secs();

@@ -30,9 +30,15 @@ pub fn moto_endpoint() -> String {
 
 /// A DynamoDB client for moto, with dummy credentials.
 pub fn dynamo_client() -> aws_sdk_dynamodb::Client {
+    dynamo_client_at(&moto_endpoint())
+}
+
+/// A DynamoDB client for `endpoint` (moto, or a proxy in front of it), with dummy
+/// credentials.
+pub fn dynamo_client_at(endpoint: &str) -> aws_sdk_dynamodb::Client {
     let config = aws_sdk_dynamodb::Config::builder()
         .behavior_version(aws_sdk_dynamodb::config::BehaviorVersion::latest())
-        .endpoint_url(moto_endpoint())
+        .endpoint_url(endpoint)
         .region(aws_sdk_dynamodb::config::Region::new("us-east-1"))
         .credentials_provider(aws_sdk_dynamodb::config::Credentials::new(
             "test", "test", None, None, "tests",

@@ -372,6 +372,47 @@ pub fn proc_status_kb(pid: &str, field: &str) -> u64 {
         .unwrap_or_else(|| panic!("no {field} in /proc/{pid}/status"))
 }
 
+/// Nanoseconds a thread has spent on a CPU, from one of its `schedstat` files.
+fn schedstat_ns(path: &std::path::Path) -> u64 {
+    std::fs::read_to_string(path)
+        .ok()
+        .and_then(|stat| stat.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
+}
+
+/// CPU time of every thread of process `pid` (`"self"` for this one), in ms: the sum of
+/// `/proc/<pid>/task/*/schedstat` (nanoseconds, where `/proc/<pid>/stat` counts 10 ms
+/// ticks). Linux only; used by the benchmark tools. A thread that has ended is no longer
+/// counted, so measure differences across spans in which the threads live.
+pub fn cpu_ms(pid: &str) -> f64 {
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task"))
+        .unwrap_or_else(|e| panic!("cannot read /proc/{pid}/task: {e}"));
+    let ns: u64 = tasks
+        .filter_map(Result::ok)
+        .map(|task| schedstat_ns(&task.path().join("schedstat")))
+        .sum();
+    ns as f64 / 1e6
+}
+
+/// CPU time of the calling thread, in ms (`/proc/thread-self/schedstat`).
+pub fn thread_cpu_ms() -> f64 {
+    schedstat_ns(std::path::Path::new("/proc/thread-self/schedstat")) as f64 / 1e6
+}
+
+/// Opens `n` WebSocket clients to `url`, 250 handshakes at a time: how the load tools
+/// connect.
+pub async fn open_clients(url: &str, n: usize) -> Vec<WebSocketStream<MaybeTlsStream<TcpStream>>> {
+    let mut clients = Vec::with_capacity(n);
+    while clients.len() < n {
+        let batch = (n - clients.len()).min(250);
+        let connects = (0..batch).map(|_| tokio_tungstenite::connect_async(url));
+        for result in futures_util::future::join_all(connects).await {
+            clients.push(result.expect("connect failed").0);
+        }
+    }
+    clients
+}
+
 /// A store that delegates to `inner`, letting a test step in before each call (to fail it,
 /// or hold it) and rewrite what the sweeper's pages show.
 pub struct Interposed<I> {

@@ -1,12 +1,12 @@
 //! CPU per message of a Lambda binary: the function process's CPU time (all threads, from
-//! `/proc/<pid>/task/*/schedstat`) over N `send` invocations fed by a Runtime API stand-in, with the
-//! connection table in moto's DynamoDB and a recording management API on loopback.
+//! `/proc/<pid>/task/*/schedstat`) over N `send` invocations fed by a Runtime API stand-in,
+//! with the connection table in moto's DynamoDB and a recording management API on loopback.
 //!
 //! `VK_TEST_MOTO_ENDPOINT=… vk-lambdacpu <bootstrap> [invocations] [--direct] [--gap-ms N] [--env K=V ...]`
 //! (scripts/moto.sh starts moto). The function reaches moto through a keep-alive proxy in
 //! this process (DynamoDB keeps connections open; moto closes each one, which would add a
-//! TCP connect per call that AWS does not have); `--direct` skips the proxy. The bootstrap is the chat example (it needs its history
-//! and topics tables, which the tool creates). The rate limit is raised so that every send
+//! TCP connect per call that AWS does not have); `--direct` skips the proxy. The bootstrap is
+//! the chat example (it needs its history and topics tables, which the tool creates). The rate limit is raised so that every send
 //! runs the whole path (counter, guard, query, post, reply); the tool checks that they did.
 //! Replies travel in the route response, as the generated template deploys the function.
 //! `--gap-ms N` waits N ms before each send (a user typing rather than a burst: with a gap
@@ -28,23 +28,6 @@ use venturekit_ws_tests::aws::{
     message_event, moto_endpoint,
 };
 use venturekit_ws_tests::{SECRET, token};
-
-/// CPU time of every thread of `pid`, in seconds: the sum of the threads' time on a CPU
-/// from `/proc/<pid>/task/*/schedstat` (nanoseconds, unlike `/proc/<pid>/stat`'s 10 ms ticks).
-fn cpu_seconds(pid: u32) -> f64 {
-    let mut ns: u64 = 0;
-    for task in std::fs::read_dir(format!("/proc/{pid}/task")).unwrap() {
-        let path = task.unwrap().path().join("schedstat");
-        if let Ok(stat) = std::fs::read_to_string(path) {
-            ns += stat
-                .split_whitespace()
-                .next()
-                .and_then(|v| v.parse::<u64>().ok())
-                .unwrap_or(0);
-        }
-    }
-    ns as f64 / 1e9
-}
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() {
@@ -132,7 +115,8 @@ async fn main() {
             .await
             .unwrap();
     }
-    let cpu_before = cpu_seconds(pid);
+    let pid = pid.to_string();
+    let cpu_before = venturekit_ws_tests::cpu_ms(&pid);
     let started = Instant::now();
     let mut response = serde_json::Value::Null;
     for i in 0..invocations {
@@ -145,7 +129,7 @@ async fn main() {
             .unwrap();
     }
     let wall = started.elapsed().as_secs_f64() - gap.as_secs_f64() * invocations as f64;
-    let cpu = cpu_seconds(pid) - cpu_before;
+    let cpu = (venturekit_ws_tests::cpu_ms(&pid) - cpu_before) / 1000.0;
     // Every send went all the way: bob got it and alice got the count (in the response
     // with a route response, else posted).
     let last = match response["body"].as_str() {

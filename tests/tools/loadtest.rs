@@ -23,22 +23,6 @@ use futures_util::{SinkExt, StreamExt};
 use std::time::{Duration, Instant};
 use tokio_tungstenite::tungstenite::Message;
 
-/// A process's CPU time (user + system) in ms, from /proc (USER_HZ = 100).
-fn server_cpu_ms(pid: &str) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let fields: Vec<&str> = stat
-        .rsplit_once(')')
-        .map(|(_, rest)| rest.split_whitespace().collect())
-        .unwrap_or_default();
-    let ticks = |i: usize| {
-        fields
-            .get(i)
-            .and_then(|v| v.parse::<f64>().ok())
-            .unwrap_or(0.0)
-    };
-    (ticks(11) + ticks(12)) * 10.0
-}
-
 fn rss_kb(pid: &str) -> u64 {
     venturekit_ws_tests::proc_status_kb(pid, "VmRSS:")
 }
@@ -61,17 +45,8 @@ async fn main() {
 
     let rss_before = rss_kb(&pid);
     let started = Instant::now();
-    let mut sockets = Vec::with_capacity(n);
-    let batch = 250;
-    for chunk in (0..n).collect::<Vec<_>>().chunks(batch) {
-        let connects = chunk
-            .iter()
-            .map(|_| tokio_tungstenite::connect_async(url.as_str()));
-        for result in futures_util::future::join_all(connects).await {
-            sockets.push(result.expect("connect failed").0);
-        }
-        assert!(Instant::now() < deadline, "took too long");
-    }
+    let sockets = venturekit_ws_tests::open_clients(&url, n).await;
+    assert!(Instant::now() < deadline, "took too long");
     let connect_time = started.elapsed();
     let rss_connected = rss_kb(&pid);
 
@@ -130,7 +105,7 @@ async fn main() {
         futures_util::future::join_all(acks).await;
     }
     let rss_authed = rss_kb(&pid);
-    let cpu_before = server_cpu_ms(&pid);
+    let cpu_before = venturekit_ws_tests::cpu_ms(&pid);
 
     // Broadcasts to everyone, one at a time; each done when the last connection has it.
     let mut broadcast_times = Vec::with_capacity(rounds);
@@ -160,7 +135,7 @@ async fn main() {
         futures_util::future::join_all(receipts).await;
         broadcast_times.push(broadcast_started.elapsed());
     }
-    let cpu_per_round = (server_cpu_ms(&pid) - cpu_before) / rounds as f64;
+    let cpu_per_round = (venturekit_ws_tests::cpu_ms(&pid) - cpu_before) / rounds as f64;
     broadcast_times.sort();
     let ms = |d: Duration| d.as_secs_f64() * 1000.0;
     if let Some(topic) = &topic {

@@ -20,13 +20,6 @@ use futures_util::StreamExt;
 use std::io::Write;
 use std::time::{Duration, Instant};
 
-/// CPU time of the calling thread, in ms (from `/proc/thread-self/schedstat`, ns).
-fn thread_cpu_ms() -> f64 {
-    let stat = std::fs::read_to_string("/proc/thread-self/schedstat").unwrap();
-    let ns: u64 = stat.split_whitespace().next().unwrap().parse().unwrap();
-    ns as f64 / 1e6
-}
-
 /// An unmasked server-to-client text frame.
 fn text_frame(payload: &str) -> Vec<u8> {
     assert!(payload.len() < 126);
@@ -52,13 +45,13 @@ fn serve(n: usize) {
     }
     for line in std::io::stdin().lock().lines() {
         let frame = text_frame(&line.unwrap());
-        let cpu = thread_cpu_ms();
+        let cpu = venturekit_ws_tests::thread_cpu_ms();
         let started = Instant::now();
         for socket in &mut sockets {
             socket.write_all(&frame).unwrap();
         }
         let wall = started.elapsed().as_secs_f64() * 1000.0;
-        println!("{wall} {}", thread_cpu_ms() - cpu);
+        println!("{wall} {}", venturekit_ws_tests::thread_cpu_ms() - cpu);
         std::io::stdout().flush().unwrap();
     }
 }
@@ -84,15 +77,7 @@ async fn main() {
     let url = from_server.next().unwrap().unwrap();
 
     // The clients, as vk-loadtest opens and reads them.
-    let mut streams = Vec::with_capacity(n);
-    for chunk in (0..n).collect::<Vec<_>>().chunks(250) {
-        let connects = chunk
-            .iter()
-            .map(|_| tokio_tungstenite::connect_async(url.as_str()));
-        for result in futures_util::future::join_all(connects).await {
-            streams.push(result.expect("connect failed").0);
-        }
-    }
+    let mut streams = venturekit_ws_tests::open_clients(&url, n).await;
 
     let mut walls = Vec::new();
     let mut writes = Vec::new();

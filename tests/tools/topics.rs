@@ -34,15 +34,9 @@ impl Drop for Killed {
     }
 }
 
-/// Process CPU time (user + system) so far.
+/// This process's CPU time so far.
 fn cpu() -> Duration {
-    let stat = std::fs::read_to_string("/proc/self/stat").expect("Linux /proc needed");
-    let fields: Vec<&str> = stat
-        .rsplit_once(')')
-        .map(|(_, rest)| rest.split_whitespace().collect())
-        .unwrap_or_default();
-    let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
-    Duration::from_millis(ticks * 10) // USER_HZ is 100 on Linux
+    Duration::from_secs_f64(venturekit_ws_tests::cpu_ms("self") / 1000.0)
 }
 
 async fn members_in(store: &dyn TopicStore, n: usize) {

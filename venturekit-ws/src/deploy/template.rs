@@ -42,7 +42,7 @@ fn message_route(key: &str) -> Value {
 
 /// A `$default` route response for each message route (`VK_WS_ROUTE_RESPONSE`); returns
 /// their logical ids.
-fn add_route_responses(resources: &mut Value, routes: &[String]) -> Vec<String> {
+fn add_route_responses(resources: &mut Value, routes: &[&str]) -> Vec<String> {
     routes
         .iter()
         .map(|route| {
@@ -372,17 +372,13 @@ pub fn template_value(
     if topics {
         add_topics_table(&mut resources);
     }
-    let mut routes = add_request_models(&mut resources, models);
-    routes.insert(0, "DefaultRoute".to_owned());
-    let responses = add_route_responses(&mut resources, &routes);
+    let routes = add_request_models(&mut resources, models);
+    let message_routes: Vec<&str> = std::iter::once("DefaultRoute")
+        .chain(routes.iter().map(String::as_str))
+        .collect();
+    let responses = add_route_responses(&mut resources, &message_routes);
     if let Some(Value::Array(depends)) = resources["Deployment"].get_mut("DependsOn") {
-        depends.extend(
-            routes
-                .into_iter()
-                .skip(1)
-                .chain(responses)
-                .map(Value::String),
-        );
+        depends.extend(routes.into_iter().chain(responses).map(Value::String));
     }
     json!({
         "AWSTemplateFormatVersion": "2010-09-09",
