@@ -3,6 +3,7 @@
 # by side in one run: the same load client (vk-loadtest) opens N connections to each,
 # authenticates them all, then times broadcasts to all and reads the server's memory.
 # Usage: scripts/bench-local.sh [connections] [rounds]   (defaults: 10000, 2 rounds of each)
+# VK_BENCH_BEFORE=/path/to/an/older/chat adds that binary to each round (a before/after pair).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 connections=${1:-10000}
@@ -45,6 +46,10 @@ run() {
 
 echo "$(nproc) cores; node $(node --version); $(rustc --version)"
 for round in $(seq 1 "$rounds"); do
+  if [ -n "${VK_BENCH_BEFORE:-}" ]; then
+    run "venturekit-ws local server before ($VK_BENCH_BEFORE), round $round" \
+      env VK_WS_ENV=bench VK_WS_JWT_SECRET=$secret VK_WS_LISTEN=127.0.0.1:0 RUST_LOG=warn "$VK_BENCH_BEFORE"
+  fi
   run "venturekit-ws local server (chat, release), round $round" \
     env VK_WS_ENV=bench VK_WS_JWT_SECRET=$secret VK_WS_LISTEN=127.0.0.1:0 RUST_LOG=warn target/release/chat
   run "Node.js peer (ws $(node -p "require('$node_dir/node_modules/ws/package.json').version")), round $round" \

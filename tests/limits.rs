@@ -141,3 +141,67 @@ async fn messages_after_the_window_get_unauthorized_and_the_connection_closes() 
     }
     Client::connect(server.addr).await.assert_no_pending().await;
 }
+
+/// Holds every message at the guard's rate counter until opened, and records how many
+/// were held at once.
+#[derive(Default)]
+struct Gate {
+    held: std::sync::atomic::AtomicUsize,
+    most: std::sync::atomic::AtomicUsize,
+    open: tokio::sync::Notify,
+    opened: std::sync::atomic::AtomicBool,
+}
+
+#[async_trait::async_trait]
+impl Interpose for Gate {
+    async fn before(&self, op: &'static str) -> Result<(), venturekit_ws::StoreError> {
+        use std::sync::atomic::Ordering::SeqCst;
+        if op != "count_message" {
+            return Ok(());
+        }
+        let now = self.held.fetch_add(1, SeqCst) + 1;
+        self.most.fetch_max(now, SeqCst);
+        while !self.opened.load(SeqCst) {
+            let wait = self.open.notified();
+            if self.opened.load(SeqCst) {
+                break;
+            }
+            wait.await;
+        }
+        self.held.fetch_sub(1, SeqCst);
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn a_client_with_16_messages_in_flight_waits_and_resumes_when_they_finish() {
+    use std::sync::atomic::Ordering::SeqCst;
+    let gate = std::sync::Arc::new(Interposed {
+        inner: std::sync::Arc::new(venturekit_ws::MemoryStore::new()),
+        with: Gate::default(),
+    });
+    let server = start(chat_app(config()).store(gate.clone())).await;
+    let mut c = Client::connect(server.addr).await;
+    for _ in 0..40 {
+        c.send(json!({"action": "ping"})).await;
+    }
+    // 16 messages reach the store; the server stops reading the other 24.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while gate.with.held.load(SeqCst) < 16 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "only {} messages reached the store",
+            gate.with.held.load(SeqCst)
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(gate.with.most.load(SeqCst), 16, "more than 16 in flight");
+    // Finishing them lets the server read on: every message is answered.
+    gate.with.opened.store(true, SeqCst);
+    gate.with.open.notify_waiters();
+    for _ in 0..40 {
+        assert_eq!(c.recv().await["action"], "pong");
+    }
+    assert!(gate.with.most.load(SeqCst) <= 16);
+}

@@ -136,10 +136,7 @@ fn describe(shared: &Shared, id: &str) -> Response {
     let Some(peer) = peers.get(id) else {
         return gone();
     };
-    let last = peer
-        .outbox
-        .last_active
-        .load(std::sync::atomic::Ordering::Relaxed);
+    let last = peer.last_active.load(std::sync::atomic::Ordering::Relaxed);
     // The service's wire names (the SDKs' `ConnectedAt`/`Identity` are model names).
     Json(serde_json::json!({
         "connectedAt": iso(peer.connected_at),

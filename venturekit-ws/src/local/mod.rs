@@ -23,11 +23,14 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use base64::Engine;
+use futures_util::task::AtomicWaker;
 use futures_util::{SinkExt, StreamExt};
 use std::collections::HashMap;
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::Poll;
 use std::time::Duration;
 use tokio::time::Instant;
 
@@ -58,21 +61,32 @@ pub const MAX_QUEUED_BYTES: usize = 1024 * 1024;
 /// Messages of one connection dispatched at once; the next waits (backpressure on reading).
 const MAX_IN_FLIGHT: usize = 16;
 
-/// What waits to be written to one client, and how its connection is doing.
+/// What waits to be written to one client, how its connection is doing, and what
+/// `GET @connections/{id}` tells about it.
 ///
 /// One small allocation per connection, shared by the registry (deliveries, the management
-/// API) and the connection's task, which owns the socket and writes the queue out.
+/// API) and the connection's task, which owns the socket and writes the queue out. The task
+/// waits on [`Outbox::waker`] alone — for something to write, for a message in flight to
+/// finish, or for the socket — so an idle connection holds no waiter of its own.
 struct Outbox {
     state: Mutex<Queue>,
-    ready: tokio::sync::Notify,
-    last_active: std::sync::atomic::AtomicI64,
+    /// Set when there is something to write or a close to send; the task clears it.
+    pending: AtomicBool,
+    /// The connection's task.
+    waker: AtomicWaker,
     /// The connection's messages being dispatched; reading waits past [`MAX_IN_FLIGHT`].
-    in_flight: tokio::sync::Semaphore,
+    in_flight: AtomicUsize,
+    last_active: AtomicI64,
     /// When the client last sent a message, for the idle timeout: milliseconds on the
     /// server's monotonic clock ([`Shared::uptime_ms`]).
-    last_message: std::sync::atomic::AtomicU64,
+    last_message: AtomicU64,
     /// When the connection opened, on the same clock.
     opened: u64,
+    /// When the connection opened, epoch milliseconds.
+    connected_at: i64,
+    source_ip: std::net::IpAddr,
+    /// `None` when the client sent none (no allocation).
+    user_agent: Option<Box<str>>,
 }
 
 #[derive(Default)]
@@ -112,7 +126,7 @@ impl Outbox {
             queue.rest.push_back(frame);
         }
         drop(queue);
-        self.ready.notify_one();
+        self.wake();
         Ok(())
     }
 
@@ -123,31 +137,47 @@ impl Outbox {
             queue.close = Some((code, reason));
         }
         drop(queue);
-        self.ready.notify_one();
+        self.wake();
+    }
+
+    /// Tells the connection's task there is something to write.
+    fn wake(&self) {
+        self.pending.store(true, Ordering::Release);
+        self.waker.wake();
     }
 }
 
-struct Peer {
-    outbox: Arc<Outbox>,
-    connected_at: i64,
-    source_ip: std::net::IpAddr,
-    /// `None` when the client sent none (no allocation).
-    user_agent: Option<Box<str>>,
+/// A message of the connection being dispatched; reading resumes when it is dropped.
+struct InFlight(Arc<Outbox>);
+
+impl InFlight {
+    fn start(outbox: &Arc<Outbox>) -> Self {
+        outbox.in_flight.fetch_add(1, Ordering::AcqRel);
+        InFlight(outbox.clone())
+    }
 }
 
-/// The live sockets, by connection id.
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        if self.0.in_flight.fetch_sub(1, Ordering::AcqRel) == MAX_IN_FLIGHT {
+            self.0.waker.wake();
+        }
+    }
+}
+
+/// The live sockets, by connection id (the key is the connection task's own id).
 #[derive(Default)]
 struct Registry {
-    peers: Mutex<HashMap<Box<str>, Peer>>,
+    peers: Mutex<HashMap<Arc<str>, Arc<Outbox>>>,
 }
 
 impl Registry {
-    fn peers(&self) -> MutexGuard<'_, HashMap<Box<str>, Peer>> {
+    fn peers(&self) -> MutexGuard<'_, HashMap<Arc<str>, Arc<Outbox>>> {
         self.peers.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     fn outbox(&self, connection_id: &str) -> Option<Arc<Outbox>> {
-        self.peers().get(connection_id).map(|p| p.outbox.clone())
+        self.peers().get(connection_id).cloned()
     }
 }
 
@@ -197,7 +227,7 @@ impl Delivery for LocalDelivery {
             connection_ids
                 .iter()
                 .map(|id| match peers.get(id.as_str()) {
-                    Some(peer) => peer.outbox.push(payload.clone()),
+                    Some(outbox) => outbox.push(payload.clone()),
                     None => Err(DeliveryError::Gone),
                 })
                 .collect(),
@@ -205,12 +235,12 @@ impl Delivery for LocalDelivery {
     }
 
     async fn close(&self, connection_id: &str) -> Result<(), DeliveryError> {
-        let peer = self
+        let outbox = self
             .registry
             .peers()
             .remove(connection_id)
             .ok_or(DeliveryError::Gone)?;
-        peer.outbox.close(CLOSE_NORMAL, "Goodbye");
+        outbox.close(CLOSE_NORMAL, "Goodbye");
         Ok(())
     }
 }
@@ -520,14 +550,11 @@ async fn reap_forever(shared: Arc<Shared>) {
             .registry
             .peers()
             .values()
-            .filter(|p| {
-                let last = p
-                    .outbox
-                    .last_message
-                    .load(std::sync::atomic::Ordering::Relaxed);
-                now.saturating_sub(last) >= idle || now.saturating_sub(p.outbox.opened) >= longest
+            .filter(|outbox| {
+                let last = outbox.last_message.load(Ordering::Relaxed);
+                now.saturating_sub(last) >= idle || now.saturating_sub(outbox.opened) >= longest
             })
-            .map(|p| p.outbox.clone())
+            .cloned()
             .collect();
         for outbox in expired {
             outbox.close(CLOSE_GOING_AWAY, "Going away");
@@ -649,10 +676,7 @@ fn text_message(frame: Arc<str>) -> Message {
 
 /// Writes out what is queued; returns the close that was asked for, once it is sent, or
 /// `Err` when the socket failed.
-async fn flush_outbox(
-    sink: &mut futures_util::stream::SplitSink<WebSocket, Message>,
-    outbox: &Outbox,
-) -> Result<Option<u16>, ()> {
+async fn flush_outbox(socket: &mut WebSocket, outbox: &Outbox) -> Result<Option<u16>, ()> {
     loop {
         let (first, rest, close) = {
             let mut queue = outbox.queue();
@@ -667,7 +691,7 @@ async fn flush_outbox(
                     code,
                     reason: reason.into(),
                 };
-                let _ = sink.send(Message::Close(Some(frame))).await;
+                let _ = socket.send(Message::Close(Some(frame))).await;
                 return Ok(Some(code));
             }
             return Ok(None);
@@ -675,9 +699,9 @@ async fn flush_outbox(
         let mut written = 0;
         for frame in std::iter::once(first).chain(rest) {
             written += frame.len();
-            sink.feed(text_message(frame)).await.map_err(|_| ())?;
+            socket.feed(text_message(frame)).await.map_err(|_| ())?;
         }
-        sink.flush().await.map_err(|_| ())?;
+        socket.flush().await.map_err(|_| ())?;
         outbox.queue().bytes -= written;
     }
 }
@@ -691,8 +715,9 @@ async fn handle_message(shared: Arc<Shared>, id: Arc<str>, connected_at: i64, te
 
 /// Registers the connection and returns its task. Split in two so that the task keeps only
 /// what it needs for as long as the socket is open (an async fn's parameters stay in its
-/// future for its whole life, and the unsplit socket is large): an idle connection costs
-/// exactly this task and its socket (BENCHMARKS.md, "Local server scale").
+/// future for its whole life): an idle connection costs this task (with the socket in it,
+/// not split into two halves behind a lock), its outbox, its registry slot and its
+/// store row (BENCHMARKS.md, "Local server scale").
 fn run_connection(
     shared: Arc<Shared>,
     socket: WebSocket,
@@ -706,31 +731,22 @@ fn run_connection(
         from = %info.source_ip,
         "connected"
     );
-    let (sink, stream) = socket.split();
+    let opened = shared.uptime_ms();
     let outbox = Arc::new(Outbox {
         state: Mutex::new(Queue::default()),
-        ready: tokio::sync::Notify::new(),
-        last_active: std::sync::atomic::AtomicI64::new(connected_at),
-        in_flight: tokio::sync::Semaphore::new(MAX_IN_FLIGHT),
-        last_message: std::sync::atomic::AtomicU64::new(shared.uptime_ms()),
-        opened: shared.uptime_ms(),
-    });
-    shared.registry.peers().insert(
-        (*id).into(),
-        Peer {
-            outbox: outbox.clone(),
-            connected_at,
-            source_ip: info.source_ip,
-            user_agent: (!info.user_agent.is_empty()).then(|| info.user_agent.into()),
-        },
-    );
-    let link = Link {
-        shared,
-        outbox,
-        id,
+        pending: AtomicBool::new(false),
+        waker: AtomicWaker::new(),
+        in_flight: AtomicUsize::new(0),
+        last_active: AtomicI64::new(connected_at),
+        last_message: AtomicU64::new(opened),
+        opened,
         connected_at,
-    };
-    serve_connection(link, sink, stream)
+        source_ip: info.source_ip,
+        user_agent: (!info.user_agent.is_empty()).then(|| info.user_agent.into()),
+    });
+    shared.registry.peers().insert(id.clone(), outbox.clone());
+    let link = Link { shared, outbox, id };
+    serve_connection(link, socket)
 }
 
 /// What a connection's task knows about its connection.
@@ -738,45 +754,77 @@ struct Link {
     shared: Arc<Shared>,
     outbox: Arc<Outbox>,
     id: Arc<str>,
-    connected_at: i64,
+}
+
+/// What woke a connection's task.
+enum Wake {
+    /// The outbox has frames or a close to write.
+    Write,
+    /// The client sent a frame (or the socket ended).
+    Read(Option<Result<Message, axum::Error>>),
 }
 
 /// The connection's task: reads messages, writes the outbox, until either side closes.
 ///
 /// A plain function returning an `async move` block: an `async fn` would keep its by-value
-/// arguments twice in its future (rust-lang/rust#62958), in every idle connection.
+/// arguments twice in its future (rust-lang/rust#62958), in every idle connection. The
+/// future stays small on purpose — it is most of an idle connection's memory: it waits on
+/// one waker (no `Notify` waiter, no timer), and the rare long states (a write that has to
+/// wait, the close) are boxed.
 #[allow(clippy::manual_async_fn)]
 fn serve_connection(
     link: Link,
-    mut sink: futures_util::stream::SplitSink<WebSocket, Message>,
-    mut stream: futures_util::stream::SplitStream<WebSocket>,
+    mut socket: WebSocket,
 ) -> impl Future<Output = ()> + Send + 'static {
     async move {
-        let Link {
-            shared,
-            outbox,
-            id,
-            connected_at,
-        } = &link;
-        let connected_at = *connected_at;
-        let deadline = Instant::now() + shared.max_connection;
         // Set once the server has asked to close (its close frame may still be queued).
         let mut server_closed: Option<u16> = None;
         // Idle and duration limits are watched by the server's reaper, not by a timer here.
         let (status, close_sent) = loop {
-            tokio::select! {
-                biased;
-                _ = outbox.ready.notified() => {
-                    // Boxed: only a connection that is writing holds the write's state. A client
-                    // that stops reading blocks the write; it is dropped when its idle or
-                    // duration limit passes, as it would be while reading.
-                    let mut flush = Box::pin(flush_outbox(&mut sink, outbox));
+            // Only `step` outlives this block: what woke the task is gone before any await
+            // below (it would otherwise take room in every idle connection's future).
+            let step = {
+                let wake = std::future::poll_fn(|cx| {
+                    let outbox = &link.outbox;
+                    outbox.waker.register(cx.waker());
+                    // Writing first: a client's messages must not starve what is queued for it.
+                    if outbox.pending.swap(false, Ordering::AcqRel) {
+                        return Poll::Ready(Wake::Write);
+                    }
+                    // Past MAX_IN_FLIGHT messages, reading waits (backpressure); the message
+                    // that finishes wakes the task.
+                    if outbox.in_flight.load(Ordering::Acquire) < MAX_IN_FLIGHT
+                        && let Poll::Ready(frame) = socket.poll_next_unpin(cx)
+                    {
+                        return Poll::Ready(Wake::Read(frame));
+                    }
+                    Poll::Pending
+                })
+                .await;
+                match wake {
+                    Wake::Write => Step::Write,
+                    Wake::Read(frame) => on_frame(&link, frame, &mut server_closed),
+                }
+            };
+            match step {
+                Step::Continue => {}
+                Step::Close(status) => break (status, false),
+                Step::Dispatch(message) => message.await,
+                Step::Write => {
+                    let Link { shared, outbox, .. } = &link;
+                    // Boxed: only a connection that is writing holds the write's state. A
+                    // client that stops reading blocks the write; it is dropped when its idle
+                    // or duration limit passes, as it would be while reading.
+                    let mut flush = Box::pin(flush_outbox(&mut socket, outbox));
                     // Most writes complete at once; only one that has to wait gets a timer.
                     let flushed = match futures_util::FutureExt::now_or_never(&mut flush) {
                         Some(done) => Ok(done),
                         None => {
+                            let deadline = shared.started
+                                + Duration::from_millis(outbox.opened)
+                                + shared.max_connection;
                             let limit = deadline.min(Instant::now() + shared.idle_timeout);
-                            tokio::time::timeout_at(limit, flush).await
+                            Box::pin(tokio::time::timeout_at(limit, flush)).await
                         }
                     };
                     match flushed {
@@ -786,61 +834,6 @@ fn serve_connection(
                         Err(_) => break (server_closed.or(Some(CLOSE_GOING_AWAY)), false),
                     }
                 }
-                frame = stream.next() => match frame {
-                    None => break (server_closed.or(Some(1006)), false),
-                    Some(Err(err)) => {
-                        if is_capacity(&err) {
-                            outbox.close(CLOSE_TOO_BIG, "Message too big");
-                            server_closed = Some(CLOSE_TOO_BIG);
-                            continue;
-                        }
-                        break (server_closed.or(Some(1006)), false);
-                    }
-                    Some(Ok(Message::Text(text))) => {
-                        if server_closed.is_some() {
-                            continue;
-                        }
-                        if text.len() > MAX_MESSAGE_BYTES {
-                            outbox.close(CLOSE_TOO_BIG, "Message too big");
-                            server_closed = Some(CLOSE_TOO_BIG);
-                            continue;
-                        }
-                        outbox.last_message.store(shared.uptime_ms(), std::sync::atomic::Ordering::Relaxed);
-                        outbox.last_active.store(shared.dispatcher.clock().now_ms(), std::sync::atomic::Ordering::Relaxed);
-                        if !shared.admit() {
-                            throttled(outbox, id);
-                            continue;
-                        }
-                        // Boxed at once: the dispatcher's future is large.
-                        let message = Box::pin(handle_message(shared.clone(), id.clone(), connected_at, text));
-                        if shared.ordered {
-                            message.await;
-                        } else {
-                            // API Gateway invokes the function for each message concurrently: a
-                            // client must wait for a reply (e.g. to `auth`) before relying on it.
-                            // Past MAX_IN_FLIGHT messages, reading waits (backpressure).
-                            let Ok(permit) = outbox.in_flight.acquire().await else {
-                                continue;
-                            };
-                            permit.forget();
-                            let outbox = outbox.clone();
-                            tokio::spawn(async move {
-                                message.await;
-                                outbox.in_flight.add_permits(1);
-                            });
-                        }
-                    }
-                    Some(Ok(Message::Binary(_))) => {
-                        if server_closed.is_none() {
-                            outbox.close(CLOSE_UNSUPPORTED, "Binary frames are not supported");
-                            server_closed = Some(CLOSE_UNSUPPORTED);
-                        }
-                    }
-                    Some(Ok(Message::Close(frame))) => {
-                        break (server_closed.or(frame.map(|f| f.code)), false);
-                    }
-                    Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
-                },
             }
         };
         let closing = Closing {
@@ -848,7 +841,79 @@ fn serve_connection(
             close_sent,
             status,
         };
-        Box::pin(close_connection(link, sink, stream, closing)).await;
+        Box::pin(close_connection(link, socket, closing)).await;
+    }
+}
+
+/// What a connection's task does next.
+enum Step {
+    /// Wait again.
+    Continue,
+    /// Write out the outbox.
+    Write,
+    /// Run a message through the dispatcher before reading on (`ordered` servers).
+    Dispatch(futures_util::future::BoxFuture<'static, ()>),
+    /// The socket is done, with this close status.
+    Close(Option<u16>),
+}
+
+/// Handles one frame from the client (or the end of the socket). `server_closed` is set
+/// once the server has asked to close: what the client sends after that is ignored.
+fn on_frame(
+    link: &Link,
+    frame: Option<Result<Message, axum::Error>>,
+    server_closed: &mut Option<u16>,
+) -> Step {
+    let Link { shared, outbox, id } = link;
+    let closed = *server_closed;
+    let mut close = |code: u16, reason: &'static str| {
+        outbox.close(code, reason);
+        *server_closed = Some(code);
+        Step::Continue
+    };
+    match frame {
+        None => Step::Close(closed.or(Some(1006))),
+        Some(Err(err)) if is_capacity(&err) => close(CLOSE_TOO_BIG, "Message too big"),
+        Some(Err(_)) => Step::Close(closed.or(Some(1006))),
+        Some(Ok(Message::Text(_))) if closed.is_some() => Step::Continue,
+        Some(Ok(Message::Text(text))) if text.len() > MAX_MESSAGE_BYTES => {
+            close(CLOSE_TOO_BIG, "Message too big")
+        }
+        Some(Ok(Message::Text(text))) => {
+            outbox
+                .last_message
+                .store(shared.uptime_ms(), Ordering::Relaxed);
+            outbox
+                .last_active
+                .store(shared.dispatcher.clock().now_ms(), Ordering::Relaxed);
+            if !shared.admit() {
+                throttled(outbox, id);
+                return Step::Continue;
+            }
+            // Boxed at once: the dispatcher's future is large.
+            let message = Box::pin(handle_message(
+                shared.clone(),
+                id.clone(),
+                outbox.connected_at,
+                text,
+            ));
+            if shared.ordered {
+                return Step::Dispatch(message);
+            }
+            // API Gateway invokes the function for each message concurrently: a client must
+            // wait for a reply (e.g. to `auth`) before relying on it.
+            let in_flight = InFlight::start(outbox);
+            tokio::spawn(async move {
+                message.await;
+                drop(in_flight);
+            });
+            Step::Continue
+        }
+        Some(Ok(Message::Binary(_))) if closed.is_none() => {
+            close(CLOSE_UNSUPPORTED, "Binary frames are not supported")
+        }
+        Some(Ok(Message::Close(frame))) => Step::Close(closed.or(frame.map(|f| f.code))),
+        Some(Ok(Message::Binary(_) | Message::Ping(_) | Message::Pong(_))) => Step::Continue,
     }
 }
 
@@ -871,24 +936,15 @@ fn throttled(outbox: &Outbox, id: &str) {
 
 /// Unregisters the connection, writes out what is still queued (briefly), closes the socket
 /// and runs `$disconnect`.
-async fn close_connection(
-    link: Link,
-    mut sink: futures_util::stream::SplitSink<WebSocket, Message>,
-    mut stream: futures_util::stream::SplitStream<WebSocket>,
-    closing: Closing,
-) {
-    let Link {
-        shared,
-        outbox,
-        id,
-        connected_at,
-    } = link;
+async fn close_connection(link: Link, mut socket: WebSocket, closing: Closing) {
+    let Link { shared, outbox, id } = link;
+    let connected_at = outbox.connected_at;
     shared.registry.peers().remove(&*id);
     let mut status = closing.status;
     if closing.close_sent {
         // The server closed: wait briefly for the client's echo (its code wins, as before).
         let echo = async {
-            while let Some(frame) = stream.next().await {
+            while let Some(frame) = socket.next().await {
                 if let Ok(Message::Close(_)) | Err(_) = frame {
                     break;
                 }
@@ -905,9 +961,9 @@ async fn close_connection(
         "closed"
     );
     if !closing.close_sent {
-        let _ = tokio::time::timeout(CLOSE_GRACE, flush_outbox(&mut sink, &outbox)).await;
+        let _ = tokio::time::timeout(CLOSE_GRACE, flush_outbox(&mut socket, &outbox)).await;
     }
-    let _ = tokio::time::timeout(CLOSE_GRACE, sink.close()).await;
+    let _ = tokio::time::timeout(CLOSE_GRACE, socket.close()).await;
     let event = shared
         .events
         .disconnect(&id, connected_at, status, "closed");

@@ -3,15 +3,75 @@
 use super::{Connection, ConnectionStore, ExpiredPage, StoreError};
 use crate::auth::Identity;
 use crate::clock::Clock;
-use std::collections::HashMap;
+use std::hash::BuildHasher;
 use std::sync::{Mutex, MutexGuard};
 
 /// A [`ConnectionStore`] in a `HashMap`. Like DynamoDB it never deletes expired rows by
 /// itself; reads hide them and the sweeper removes them.
 #[derive(Debug, Default)]
 pub struct MemoryStore {
-    rows: Mutex<HashMap<String, Row>>,
+    rows: Mutex<Rows>,
     clock: Clock,
+}
+
+/// The rows by connection id. Each row is boxed and keyed by its own record's id: a table
+/// slot is one pointer and the id is stored once (the local server keeps a row for every
+/// open connection).
+#[derive(Debug, Default)]
+struct Rows {
+    table: hashbrown::HashTable<Box<Row>>,
+    hasher: std::collections::hash_map::RandomState,
+}
+
+impl Rows {
+    fn hash(&self, connection_id: &str) -> u64 {
+        self.hasher.hash_one(connection_id)
+    }
+
+    fn get(&self, connection_id: &str) -> Option<&Row> {
+        let hash = self.hash(connection_id);
+        self.table
+            .find(hash, |r| r.connection.connection_id == connection_id)
+            .map(|r| &**r)
+    }
+
+    fn get_mut(&mut self, connection_id: &str) -> Option<&mut Row> {
+        let hash = self.hash(connection_id);
+        self.table
+            .find_mut(hash, |r| r.connection.connection_id == connection_id)
+            .map(|r| &mut **r)
+    }
+
+    fn remove(&mut self, connection_id: &str) -> Option<Box<Row>> {
+        let hash = self.hash(connection_id);
+        self.table
+            .find_entry(hash, |r| r.connection.connection_id == connection_id)
+            .ok()
+            .map(|entry| entry.remove().0)
+    }
+
+    /// Inserts the record, or replaces the record of a row that has its id (keeping the
+    /// row's counters).
+    fn save(&mut self, connection: &Connection) {
+        if let Some(row) = self.get_mut(&connection.connection_id) {
+            row.connection = connection.clone();
+            return;
+        }
+        let hash = self.hash(&connection.connection_id);
+        let hasher = &self.hasher;
+        self.table.insert_unique(
+            hash,
+            Box::new(Row {
+                connection: connection.clone(),
+                counters: Counters::default(),
+            }),
+            |r| hasher.hash_one(r.connection.connection_id.as_str()),
+        );
+    }
+
+    fn values(&self) -> impl Iterator<Item = &Row> {
+        self.table.iter().map(|r| &**r)
+    }
 }
 
 /// A record and its counters, kept together (one table entry per connection).
@@ -44,7 +104,7 @@ impl MemoryStore {
         }
     }
 
-    fn rows(&self) -> MutexGuard<'_, HashMap<String, Row>> {
+    fn rows(&self) -> MutexGuard<'_, Rows> {
         // A panic while holding the lock cannot leave a row half-written (we only insert
         // or remove whole rows), so a poisoned lock is safe to keep using.
         self.rows.lock().unwrap_or_else(|p| p.into_inner())
@@ -79,13 +139,7 @@ impl ConnectionStore for MemoryStore {
     async fn save(&self, connection: &Connection) -> Result<(), StoreError> {
         // Replacing a record keeps its counters, as DynamoDB's PutItem of the same key would
         // not (the framework only saves a record once, at `$connect`).
-        self.rows()
-            .entry(connection.connection_id.clone())
-            .and_modify(|row| row.connection = connection.clone())
-            .or_insert_with(|| Row {
-                connection: connection.clone(),
-                counters: Counters::default(),
-            });
+        self.rows().save(connection);
         Ok(())
     }
 
@@ -171,18 +225,17 @@ impl ConnectionStore for MemoryStore {
         now_secs: i64,
     ) -> Result<ExpiredPage, StoreError> {
         let rows = self.rows();
-        let mut ids: Vec<&String> = rows
-            .keys()
-            .filter(|id| after.is_none_or(|a| id.as_str() > a))
+        let mut page: Vec<&Connection> = rows
+            .values()
+            .map(|r| &r.connection)
+            .filter(|c| after.is_none_or(|a| c.connection_id.as_str() > a))
             .collect();
-        ids.sort();
+        page.sort_by(|a, b| a.connection_id.cmp(&b.connection_id));
         let limit = limit.max(1);
-        let next = (ids.len() > limit).then(|| ids[limit - 1].clone());
-        let records = ids
+        let next = (page.len() > limit).then(|| page[limit - 1].connection_id.clone());
+        let records = page
             .into_iter()
             .take(limit)
-            .filter_map(|id| rows.get(id))
-            .map(|r| &r.connection)
             .filter(|c| !c.is_live(now_secs))
             .cloned()
             .collect();
