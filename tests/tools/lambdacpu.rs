@@ -8,7 +8,8 @@
 //! TCP connect per call that AWS does not have); `--direct` skips the proxy. The bootstrap is
 //! the chat example (it needs its history and topics tables, which the tool creates). The rate limit is raised so that every send
 //! runs the whole path (counter, guard, query, post, reply); the tool checks that they did.
-//! Replies travel in the route response, as the generated template deploys the function.
+//! Replies travel in the route response and the log level is `info`, as the generated template
+//! deploys the function.
 //! `--gap-ms N` waits N ms before each send (a user typing rather than a burst: with a gap
 //! longer than the rate window, each message starts a new window).
 //! Prints CPU and wall time per `send`.
@@ -72,7 +73,9 @@ async fn main() {
     let mut cmd = Command::new(&bin);
     cmd.env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("RUST_LOG", "warn")
+        // The generated template's level: a span per message (its fields formatted once),
+        // no line per message but the metrics.
+        .env("RUST_LOG", "info")
         .env("AWS_ACCESS_KEY_ID", "test")
         .env("AWS_SECRET_ACCESS_KEY", "test")
         .env("AWS_REGION", "us-east-1")
