@@ -8,7 +8,7 @@
 //   target/release/vk-loadtest ws://127.0.0.1:PORT <pid> 10000
 //
 // scripts/bench-local.sh runs it side by side with the Rust server.
-import { createHmac, timingSafeEqual } from 'node:crypto';
+import { verifyHs256 } from './hs256.mjs';
 import { WebSocketServer } from 'ws';
 
 const secret = process.env.VK_WS_JWT_SECRET;
@@ -17,22 +17,7 @@ if (!secret) {
   process.exit(1);
 }
 
-function verify(token) {
-  const parts = String(token).split('.');
-  if (parts.length !== 3) return null;
-  const expected = createHmac('sha256', secret).update(`${parts[0]}.${parts[1]}`).digest();
-  const given = Buffer.from(parts[2], 'base64url');
-  if (given.length !== expected.length || !timingSafeEqual(given, expected)) return null;
-  let claims;
-  try {
-    claims = JSON.parse(Buffer.from(parts[1], 'base64url').toString('utf8'));
-  } catch {
-    return null;
-  }
-  if (typeof claims.sub !== 'string' || typeof claims.exp !== 'number') return null;
-  if (claims.exp * 1000 < Date.now()) return null;
-  return claims;
-}
+const verify = (token) => verifyHs256(token, secret);
 
 const connections = new Map();
 let nextId = 0;

@@ -15,7 +15,7 @@
 // Environment (set by vk-lambdacpu): AWS_LAMBDA_RUNTIME_API, VK_WS_TABLE, VK_WS_JWT_SECRET,
 // AWS_ENDPOINT_URL_DYNAMODB, AWS_ENDPOINT_URL_APIGATEWAYMANAGEMENTAPI, AWS_REGION and
 // credentials, VK_WS_RATE_LIMIT_PER_SEC / VK_WS_RATE_LIMIT_BURST.
-import { createHmac, timingSafeEqual } from 'node:crypto';
+import { verifyHs256 } from '../hs256.mjs';
 import {
   ConditionalCheckFailedException,
   DynamoDBClient,
@@ -43,22 +43,7 @@ const management = new ApiGatewayManagementApiClient({
 
 const nowSecs = () => Math.floor(Date.now() / 1000);
 
-function verify(token) {
-  const parts = String(token).split('.');
-  if (parts.length !== 3) return null;
-  const expected = createHmac('sha256', secret).update(`${parts[0]}.${parts[1]}`).digest();
-  const given = Buffer.from(parts[2], 'base64url');
-  if (given.length !== expected.length || !timingSafeEqual(given, expected)) return null;
-  let claims;
-  try {
-    claims = JSON.parse(Buffer.from(parts[1], 'base64url').toString('utf8'));
-  } catch {
-    return null;
-  }
-  if (typeof claims.sub !== 'string' || typeof claims.exp !== 'number') return null;
-  if (claims.exp < nowSecs()) return null;
-  return claims;
-}
+const verify = (token) => verifyHs256(token, secret);
 
 const reply = (body) => ({ statusCode: 200, body: JSON.stringify(body) });
 const error = (action, code) => reply({ action: 'error', requestAction: action, error: { code } });
