@@ -257,6 +257,25 @@ mod tests {
     use super::*;
 
     #[tokio::test]
+    async fn the_scope_holds_its_future_once() {
+        // A future with 4 KB of state across an await, like a message's.
+        let inner = async {
+            let state = [7u8; 4096];
+            tokio::task::yield_now().await;
+            state.iter().map(|b| usize::from(*b)).sum::<usize>()
+        };
+        let inner_size = std::mem::size_of_val(&inner);
+        assert!(inner_size >= 4096);
+        let scoped = scope(Arc::new(Mutex::new(MetricSet::default())), "-", inner);
+        let scoped_size = std::mem::size_of_val(&scoped);
+        assert!(
+            scoped_size < inner_size + 256,
+            "the scope holds {scoped_size} bytes for a {inner_size}-byte future"
+        );
+        assert_eq!(scoped.await, 7 * 4096);
+    }
+
+    #[tokio::test]
     async fn counts_land_in_the_scope_under_the_current_action() {
         let set = Arc::new(Mutex::new(MetricSet::default()));
         scope(set.clone(), "-", async {
