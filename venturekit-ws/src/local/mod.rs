@@ -76,6 +76,7 @@ struct Outbox {
     waker: AtomicWaker,
     /// The connection's messages being dispatched; reading waits past [`MAX_IN_FLIGHT`].
     in_flight: AtomicUsize,
+    /// When the client last sent a message, epoch milliseconds (`lastActiveAt`).
     last_active: AtomicI64,
     /// When the client last sent a message, for the idle timeout: milliseconds on the
     /// server's monotonic clock ([`Shared::uptime_ms`]).
@@ -84,8 +85,9 @@ struct Outbox {
     opened: u64,
     /// When the connection opened, epoch milliseconds.
     connected_at: i64,
+    /// The client's address (`identity.sourceIp`).
     source_ip: std::net::IpAddr,
-    /// `None` when the client sent none (no allocation).
+    /// The client's `User-Agent`; `None` when it sent none (no allocation).
     user_agent: Option<Box<str>>,
 }
 
@@ -96,7 +98,7 @@ struct Queue {
     first: Option<Arc<str>>,
     /// Frames after `first`, oldest first.
     rest: std::collections::VecDeque<Arc<str>>,
-    /// Bytes in `frames`.
+    /// Bytes in `first` and `rest`.
     bytes: usize,
     /// A close to send once the frames before it are written.
     close: Option<(u16, &'static str)>,
