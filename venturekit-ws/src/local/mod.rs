@@ -758,14 +758,6 @@ struct Link {
     id: Arc<str>,
 }
 
-/// What woke a connection's task.
-enum Wake {
-    /// The outbox has frames or a close to write.
-    Write,
-    /// The client sent a frame (or the socket ended).
-    Read(Option<Result<Message, axum::Error>>),
-}
-
 /// The connection's task: reads messages, writes the outbox, until either side closes.
 ///
 /// A plain function returning an `async move` block: an `async fn` would keep its by-value
@@ -783,31 +775,26 @@ fn serve_connection(
         let mut server_closed: Option<u16> = None;
         // Idle and duration limits are watched by the server's reaper, not by a timer here.
         let (status, close_sent) = loop {
-            // Only `step` outlives this block: what woke the task is gone before any await
-            // below (it would otherwise take room in every idle connection's future).
-            let step = {
-                let wake = std::future::poll_fn(|cx| {
-                    let outbox = &link.outbox;
-                    outbox.waker.register(cx.waker());
-                    // Writing first: a client's messages must not starve what is queued for it.
-                    if outbox.pending.swap(false, Ordering::AcqRel) {
-                        return Poll::Ready(Wake::Write);
-                    }
-                    // Past MAX_IN_FLIGHT messages, reading waits (backpressure); the message
-                    // that finishes wakes the task.
-                    if outbox.in_flight.load(Ordering::Acquire) < MAX_IN_FLIGHT
-                        && let Poll::Ready(frame) = socket.poll_next_unpin(cx)
-                    {
-                        return Poll::Ready(Wake::Read(frame));
-                    }
-                    Poll::Pending
-                })
-                .await;
-                match wake {
-                    Wake::Write => Step::Write,
-                    Wake::Read(frame) => on_frame(&link, frame, &mut server_closed),
+            // The frame that woke the task is handled inside the poll: only the small `step`
+            // lives across the awaits below (anything else would take room in every idle
+            // connection's future).
+            let step = std::future::poll_fn(|cx| {
+                let outbox = &link.outbox;
+                outbox.waker.register(cx.waker());
+                // Writing first: a client's messages must not starve what is queued for it.
+                if outbox.pending.swap(false, Ordering::AcqRel) {
+                    return Poll::Ready(Step::Write);
                 }
-            };
+                // Past MAX_IN_FLIGHT messages, reading waits (backpressure); the message that
+                // finishes wakes the task.
+                if outbox.in_flight.load(Ordering::Acquire) < MAX_IN_FLIGHT
+                    && let Poll::Ready(frame) = socket.poll_next_unpin(cx)
+                {
+                    return Poll::Ready(on_frame(&link, frame, &mut server_closed));
+                }
+                Poll::Pending
+            })
+            .await;
             match step {
                 Step::Continue => {}
                 Step::Close(status) => break (status, false),
