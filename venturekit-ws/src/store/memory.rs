@@ -6,7 +6,7 @@ use crate::clock::Clock;
 use std::hash::BuildHasher;
 use std::sync::{Mutex, MutexGuard};
 
-/// A [`ConnectionStore`] in a `HashMap`. Like DynamoDB it never deletes expired rows by
+/// A [`ConnectionStore`] in a hash table. Like DynamoDB it never deletes expired rows by
 /// itself; reads hide them and the sweeper removes them.
 #[derive(Debug, Default)]
 pub struct MemoryStore {
@@ -30,24 +30,20 @@ impl Rows {
 
     fn get(&self, connection_id: &str) -> Option<&Row> {
         let hash = self.hash(connection_id);
-        self.table
-            .find(hash, |r| r.connection.connection_id == connection_id)
-            .map(|r| &**r)
+        self.table.find(hash, is(connection_id)).map(|r| &**r)
     }
 
     fn get_mut(&mut self, connection_id: &str) -> Option<&mut Row> {
         let hash = self.hash(connection_id);
         self.table
-            .find_mut(hash, |r| r.connection.connection_id == connection_id)
+            .find_mut(hash, is(connection_id))
             .map(|r| &mut **r)
     }
 
     fn remove(&mut self, connection_id: &str) -> Option<Box<Row>> {
         let hash = self.hash(connection_id);
-        self.table
-            .find_entry(hash, |r| r.connection.connection_id == connection_id)
-            .ok()
-            .map(|entry| entry.remove().0)
+        let entry = self.table.find_entry(hash, is(connection_id)).ok()?;
+        Some(entry.remove().0)
     }
 
     /// Inserts the record, or replaces the record of a row that has its id (keeping the
@@ -72,6 +68,11 @@ impl Rows {
     fn values(&self) -> impl Iterator<Item = &Row> {
         self.table.iter().map(|r| &**r)
     }
+}
+
+/// Whether a row is the one of `connection_id` (the table's key is the record's own id).
+fn is(connection_id: &str) -> impl Fn(&Box<Row>) -> bool + '_ {
+    move |row| row.connection.connection_id == connection_id
 }
 
 /// A record and its counters, kept together (one table entry per connection).
