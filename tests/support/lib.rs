@@ -413,6 +413,23 @@ pub async fn open_clients(url: &str, n: usize) -> Vec<WebSocketStream<MaybeTlsSt
     clients
 }
 
+/// Reads the next frame of every stream at once, each within `within`, and checks its text
+/// (the load tools' "every client got it").
+pub async fn each_receives<S>(streams: &mut [S], within: Duration, check: impl Fn(&str) + Copy)
+where
+    S: futures_util::Stream<Item = Result<Message, tokio_tungstenite::tungstenite::Error>> + Unpin,
+{
+    let receipts = streams.iter_mut().map(|s| async move {
+        let msg = tokio::time::timeout(within, s.next())
+            .await
+            .expect("no frame in time")
+            .expect("the connection ended")
+            .expect("reading failed");
+        check(msg.to_text().expect("a text frame"));
+    });
+    futures_util::future::join_all(receipts).await;
+}
+
 /// A store that delegates to `inner`, letting a test step in before each call (to fail it,
 /// or hold it) and rewrite what the sweeper's pages show.
 pub struct Interposed<I> {

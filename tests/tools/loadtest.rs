@@ -22,6 +22,7 @@
 use futures_util::{SinkExt, StreamExt};
 use std::time::{Duration, Instant};
 use tokio_tungstenite::tungstenite::Message;
+use venturekit_ws_tests::each_receives;
 
 fn rss_kb(pid: &str) -> u64 {
     venturekit_ws_tests::proc_status_kb(pid, "VmRSS:")
@@ -77,15 +78,10 @@ async fn main() {
         }
     });
     futures_util::future::join_all(sends).await;
-    let replies = streams.iter_mut().map(|s| async move {
-        let msg = tokio::time::timeout(Duration::from_secs(120), s.next())
-            .await
-            .unwrap()
-            .unwrap()
-            .unwrap();
-        assert!(msg.to_text().unwrap().contains("\"success\":true"), "{msg}");
-    });
-    futures_util::future::join_all(replies).await;
+    each_receives(&mut streams, Duration::from_secs(120), |text| {
+        assert!(text.contains("\"success\":true"), "{text}")
+    })
+    .await;
     let auth_time = auth_started.elapsed();
     let topic = std::env::var("VK_LOADTEST_TOPIC").ok();
     if let Some(topic) = &topic {
@@ -94,15 +90,10 @@ async fn main() {
             sink.send(Message::text(join.to_string())).await.unwrap();
         });
         futures_util::future::join_all(joins).await;
-        let acks = streams.iter_mut().map(|s| async move {
-            let msg = tokio::time::timeout(Duration::from_secs(120), s.next())
-                .await
-                .unwrap()
-                .unwrap()
-                .unwrap();
-            assert!(msg.to_text().unwrap().contains("\"ok\":true"), "{msg}");
-        });
-        futures_util::future::join_all(acks).await;
+        each_receives(&mut streams, Duration::from_secs(120), |text| {
+            assert!(text.contains("\"ok\":true"), "{text}")
+        })
+        .await;
     }
     let rss_authed = rss_kb(&pid);
     let cpu_before = venturekit_ws_tests::cpu_ms(&pid);
@@ -121,18 +112,11 @@ async fn main() {
             .await
             .unwrap();
         let expected = format!("\"data\":\"{data}\"");
-        let receipts = streams.iter_mut().map(|s| {
-            let expected = expected.as_str();
-            async move {
-                let msg = tokio::time::timeout(Duration::from_secs(120), s.next())
-                    .await
-                    .unwrap()
-                    .unwrap()
-                    .unwrap();
-                assert!(msg.to_text().unwrap().contains(expected), "{msg}");
-            }
-        });
-        futures_util::future::join_all(receipts).await;
+        let expected = expected.as_str();
+        each_receives(&mut streams, Duration::from_secs(120), |text| {
+            assert!(text.contains(expected), "{text}")
+        })
+        .await;
         broadcast_times.push(broadcast_started.elapsed());
     }
     let cpu_per_round = (venturekit_ws_tests::cpu_ms(&pid) - cpu_before) / rounds as f64;

@@ -16,7 +16,6 @@
     missing_docs
 )]
 
-use futures_util::StreamExt;
 use std::io::Write;
 use std::time::{Duration, Instant};
 
@@ -87,18 +86,11 @@ async fn main() {
         let started = Instant::now();
         writeln!(to_server, "{payload}").unwrap();
         to_server.flush().unwrap();
-        let receipts = streams.iter_mut().map(|s| {
-            let payload = payload.as_str();
-            async move {
-                let msg = tokio::time::timeout(Duration::from_secs(60), s.next())
-                    .await
-                    .unwrap()
-                    .unwrap()
-                    .unwrap();
-                assert_eq!(msg.to_text().unwrap(), payload);
-            }
-        });
-        futures_util::future::join_all(receipts).await;
+        let payload = payload.as_str();
+        venturekit_ws_tests::each_receives(&mut streams, Duration::from_secs(60), |text| {
+            assert_eq!(text, payload)
+        })
+        .await;
         walls.push(started.elapsed());
         let line = from_server.next().unwrap().unwrap();
         let (write, cpu) = line.split_once(' ').unwrap();
