@@ -84,6 +84,88 @@ async fn a_client_that_stops_reading_cannot_grow_the_server() {
     assert_eq!(c.recv().await["action"], "pong");
 }
 
+/// A numbered frame of about 32 KB.
+fn numbered(n: usize) -> String {
+    format!(r#"{{"n":{n},"pad":"{}"}}"#, "x".repeat(32 * 1024))
+}
+
+#[tokio::test]
+async fn frames_written_at_once_and_frames_that_waited_arrive_whole_and_in_order() {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    let server = start_chat().await;
+    let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{}", server.addr))
+        .await
+        .unwrap();
+    let id = records(server.addr).await[0]["connectionId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let path = format!("/@connections/{}", encode_id(&id));
+    // The client does not read: the first frames go straight to the socket, one only in part
+    // once its buffers are full, then the rest wait in the queue until it refuses (429).
+    // Pings meanwhile: their pongs have to wait behind them.
+    let mut accepted = Vec::new();
+    let mut pings = 0;
+    for n in 0.. {
+        assert!(
+            n < 2_000,
+            "posts to a client that does not read must start failing"
+        );
+        let r = http(server.addr, "POST", &path, numbered(n).as_bytes()).await;
+        if r.status == 429 {
+            break;
+        }
+        assert_eq!(r.status, 200, "{}", r.body);
+        accepted.push(n);
+        if n % 8 == 0 {
+            ws.send(Message::Ping(vec![n as u8].into())).await.unwrap();
+            pings += 1;
+        }
+    }
+    assert!(accepted.len() > 4, "{accepted:?}");
+    // Then it reads, while 100 more are posted (each retried until the queue takes it).
+    let next = accepted.len();
+    let last = next + 99;
+    let addr = server.addr;
+    let poster = tokio::spawn(async move {
+        for n in next..=last {
+            loop {
+                let r = http(addr, "POST", &path, numbered(n).as_bytes()).await;
+                if r.status == 200 {
+                    break;
+                }
+                assert_eq!(r.status, 429, "{}", r.body);
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        }
+    });
+    let mut received = Vec::new();
+    let mut pongs = 0;
+    while received.last() != Some(&last) {
+        let frame = tokio::time::timeout(Duration::from_secs(20), ws.next())
+            .await
+            .expect("the frames arrive")
+            .expect("the connection stays open")
+            .expect("every frame is whole");
+        match frame {
+            Message::Text(text) => {
+                let value: serde_json::Value = serde_json::from_str(text.as_str())
+                    .unwrap_or_else(|e| panic!("a broken frame ({e}): {}", &text[..80]));
+                let n = value["n"].as_u64().unwrap() as usize;
+                assert_eq!(text.as_str(), numbered(n), "frame {n} is whole");
+                received.push(n);
+            }
+            Message::Pong(_) => pongs += 1,
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    poster.await.unwrap();
+    let expected: Vec<usize> = accepted.into_iter().chain(next..=last).collect();
+    assert_eq!(received, expected, "every accepted frame, once, in order");
+    assert_eq!(pongs, pings, "every ping answered");
+}
+
 #[ws_action("slow")]
 async fn slow(_ctx: Ctx) -> Result<serde_json::Value, WsError> {
     tokio::time::sleep(Duration::from_millis(400)).await;

@@ -55,9 +55,9 @@ fn post(shared: &Shared, id: &str, body: Bytes) -> Response {
             "Message too long",
         );
     }
-    let text: std::sync::Arc<str> = String::from_utf8_lossy(&body).into();
+    let frame = super::socket::text_frame(&String::from_utf8_lossy(&body));
     let sent = match shared.registry.outbox(id) {
-        Some(outbox) => outbox.push(text),
+        Some(outbox) => outbox.push(frame),
         None => Err(DeliveryError::Gone),
     };
     match sent {

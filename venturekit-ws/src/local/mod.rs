@@ -7,6 +7,7 @@
 //! 10 minutes idle and 2 hours total (close 1001).
 
 mod management;
+mod socket;
 
 use crate::clock::now_ms;
 use crate::config::Config;
@@ -16,10 +17,9 @@ use crate::event::EventBuilder;
 use crate::messaging::Messenger;
 use crate::protocol::MAX_MESSAGE_BYTES;
 use axum::Router;
-use axum::extract::ws::rejection::WebSocketUpgradeRejection;
-use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
+use axum::body::Bytes;
 use axum::extract::{ConnectInfo, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use base64::Engine;
@@ -32,7 +32,15 @@ use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering}
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::Poll;
 use std::time::Duration;
+use tokio::io::AsyncWriteExt;
 use tokio::time::Instant;
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
+use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
+
+/// A connection's WebSocket, as its task reads it.
+type WebSocket = WebSocketStream<socket::Socket>;
 
 /// Close code for a message over 128 KB (RFC 6455 "message too big").
 pub const CLOSE_TOO_BIG: u16 = 1009;
@@ -91,17 +99,22 @@ struct Outbox {
     user_agent: Option<Box<str>>,
 }
 
-#[derive(Default)]
 struct Queue {
-    /// The oldest frame to write (most of the time the only one: no queue is allocated).
-    /// A fan-out's frame is one allocation shared by every target.
-    first: Option<Arc<str>>,
+    /// The oldest frame to write, encoded (most of the time the only one: no queue is
+    /// allocated). A fan-out's frame is one allocation shared by every target.
+    first: Option<Bytes>,
     /// Frames after `first`, oldest first.
-    rest: std::collections::VecDeque<Arc<str>>,
+    rest: std::collections::VecDeque<Bytes>,
     /// Bytes in `first` and `rest`.
     bytes: usize,
     /// A close to send once the frames before it are written.
     close: Option<(u16, &'static str)>,
+    /// The socket, for a frame written at once when nothing waits and the task is not
+    /// using it (`None` once the connection is closing).
+    socket: Option<Arc<tokio::net::TcpStream>>,
+    /// The connection's task is using the socket (reading, or writing what waited), or
+    /// tungstenite holds output not yet written: frames wait in the queue.
+    busy: bool,
 }
 
 impl Outbox {
@@ -109,11 +122,25 @@ impl Outbox {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Queues a text frame, within [`MAX_QUEUED_BYTES`].
-    fn push(&self, frame: Arc<str>) -> Result<(), DeliveryError> {
+    /// Writes an encoded text frame to the socket at once when nothing waits for it and the
+    /// connection's task is not using it; queues it (or what the socket did not take)
+    /// otherwise, within [`MAX_QUEUED_BYTES`].
+    fn push(&self, mut frame: Bytes) -> Result<(), DeliveryError> {
         let mut queue = self.queue();
         if queue.close.is_some() {
             return Err(DeliveryError::Gone);
+        }
+        if queue.first.is_none()
+            && !queue.busy
+            && let Some(socket) = &queue.socket
+        {
+            match socket.try_write(&frame) {
+                Ok(n) if n == frame.len() => return Ok(()),
+                // The rest goes first when the task writes (the queue is empty).
+                Ok(n) => frame = frame.slice(n..),
+                // Would block; or failed, which the task finds when it next reads or writes.
+                Err(_) => {}
+            }
         }
         if queue.bytes + frame.len() > MAX_QUEUED_BYTES {
             return Err(DeliveryError::Failed(format!(
@@ -192,14 +219,6 @@ pub struct LocalDelivery {
 #[async_trait::async_trait]
 impl Delivery for LocalDelivery {
     async fn post(&self, connection_id: &str, payload: &str) -> Result<(), DeliveryError> {
-        self.post_shared(connection_id, &Arc::from(payload)).await
-    }
-
-    async fn post_shared(
-        &self,
-        connection_id: &str,
-        payload: &Arc<str>,
-    ) -> Result<(), DeliveryError> {
         if payload.len() > MAX_MESSAGE_BYTES {
             return Err(DeliveryError::PayloadTooLarge(payload.len()));
         }
@@ -207,7 +226,15 @@ impl Delivery for LocalDelivery {
             .registry
             .outbox(connection_id)
             .ok_or(DeliveryError::Gone)?;
-        outbox.push(payload.clone())
+        outbox.push(socket::text_frame(payload))
+    }
+
+    async fn post_shared(
+        &self,
+        connection_id: &str,
+        payload: &Arc<str>,
+    ) -> Result<(), DeliveryError> {
+        self.post(connection_id, payload).await
     }
 
     fn post_now(
@@ -224,12 +251,20 @@ impl Delivery for LocalDelivery {
                     .collect(),
             );
         }
-        let peers = self.registry.peers();
-        Some(
+        // Encoded once for every target; the registry is not held while writing.
+        let frame = socket::text_frame(payload);
+        let outboxes: Vec<Option<Arc<Outbox>>> = {
+            let peers = self.registry.peers();
             connection_ids
                 .iter()
-                .map(|id| match peers.get(id.as_str()) {
-                    Some(outbox) => outbox.push(payload.clone()),
+                .map(|id| peers.get(id.as_str()).cloned())
+                .collect()
+        };
+        Some(
+            outboxes
+                .into_iter()
+                .map(|outbox| match outbox {
+                    Some(outbox) => outbox.push(frame.clone()),
                     None => Err(DeliveryError::Gone),
                 })
                 .collect(),
@@ -596,16 +631,25 @@ const CONSOLE: &str = include_str!("console.html");
 async fn root(
     State(shared): State<Arc<Shared>>,
     ConnectInfo(addr): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-    uri: axum::http::Uri,
-    ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+    request: axum::extract::Request,
 ) -> Response {
-    let ws = match ws {
-        Ok(ws) => ws,
-        Err(_) => {
+    let (mut parts, _) = request.into_parts();
+    let accept = match socket::check_handshake(&parts.method, &parts.headers) {
+        Ok(Some(accept)) => accept,
+        // Not a WebSocket: the dev console.
+        Ok(None) => {
             return ([(header::CACHE_CONTROL, "no-store")], Html(CONSOLE)).into_response();
         }
+        Err(why) => return (StatusCode::BAD_REQUEST, why).into_response(),
     };
+    let Some(on_upgrade) = parts.extensions.remove::<hyper::upgrade::OnUpgrade>() else {
+        return (
+            StatusCode::BAD_REQUEST,
+            "this connection cannot be upgraded to a WebSocket",
+        )
+            .into_response();
+    };
+    let (headers, uri) = (parts.headers, parts.uri);
     let id = new_connection_id();
     let connected_at = shared.dispatcher.clock().now_ms();
     let query = axum::extract::Query::<HashMap<String, String>>::try_from_uri(&uri)
@@ -633,24 +677,65 @@ async fn root(
         source_ip: addr.ip(),
         user_agent,
     };
-    // Small read chunks: the default 128 KiB per connection dominated memory at 10k
-    // connections (see BENCHMARKS.md); messages still grow the buffer as needed.
-    let mut response = ws
-        .read_buffer_size(READ_BUFFER)
-        .max_message_size(SOCKET_LIMIT)
-        .max_frame_size(SOCKET_LIMIT)
-        .on_upgrade(move |socket| {
-            // A task of its own: axum's upgrade task ends here instead of carrying the
-            // connection's future inside its own state for the life of the socket.
-            tokio::spawn(run_connection(shared, socket, peer));
-            std::future::ready(())
-        });
+    tokio::spawn(upgrade(shared, on_upgrade, peer));
+    let mut response = StatusCode::SWITCHING_PROTOCOLS.into_response();
+    let response_headers = response.headers_mut();
+    response_headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    response_headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+    response_headers.insert(header::SEC_WEBSOCKET_ACCEPT, accept);
     // The emulator's own addition (API Gateway sends no such header): tells a test client
     // or the dev console which connection id it got.
     if let Some(value) = connection_header {
-        response.headers_mut().insert(CONNECTION_ID_HEADER, value);
+        response_headers.insert(CONNECTION_ID_HEADER, value);
     }
     response
+}
+
+/// Takes over the socket once the handshake's response is sent, and starts the
+/// connection's task. The connection's id and `$connect` are done already: when the
+/// upgrade fails (the client went away in between), `$disconnect` follows at once.
+async fn upgrade(shared: Arc<Shared>, on_upgrade: hyper::upgrade::OnUpgrade, peer: PeerInfo) {
+    use hyper_util::rt::TokioIo;
+    let taken = match on_upgrade.await {
+        Ok(upgraded) => hyper_util::server::conn::auto::upgrade::downcast::<
+            TokioIo<tokio::net::TcpStream>,
+        >(upgraded)
+        .map_err(|_| "the upgraded connection is not a TCP socket".to_owned()),
+        Err(e) => Err(e.to_string()),
+    };
+    let parts = match taken {
+        Ok(parts) => parts,
+        Err(why) => {
+            tracing::warn!(
+                target: "venturekit_ws::local",
+                connection_id = %peer.id,
+                "the WebSocket upgrade failed: {why}"
+            );
+            let event =
+                shared
+                    .events
+                    .disconnect(&peer.id, peer.connected_at, Some(1006), "upgrade failed");
+            shared.handle(&event).await;
+            return;
+        }
+    };
+    let tcp = Arc::new(parts.io.into_inner());
+    // Small read chunks: the default 128 KiB per connection dominated memory at 10k
+    // connections (see BENCHMARKS.md); messages still grow the buffer as needed.
+    let config = WebSocketConfig::default()
+        .read_buffer_size(READ_BUFFER)
+        .max_message_size(Some(SOCKET_LIMIT))
+        .max_frame_size(Some(SOCKET_LIMIT));
+    let ws = WebSocketStream::from_partially_read(
+        socket::Socket(tcp.clone()),
+        parts.read_buf.to_vec(),
+        Role::Server,
+        Some(config),
+    )
+    .await;
+    // A task of its own: this one ends here instead of carrying the connection's future
+    // inside its own state for the life of the socket.
+    tokio::spawn(run_connection(shared, ws, tcp, peer));
 }
 
 /// The upgrade response header carrying the new connection's id (local server only).
@@ -663,48 +748,44 @@ struct PeerInfo {
     user_agent: String,
 }
 
-/// A frame from the outbox as a WebSocket text message, without copying it.
-fn text_message(frame: Arc<str>) -> Message {
-    struct Shared(Arc<str>);
-    impl AsRef<[u8]> for Shared {
-        fn as_ref(&self) -> &[u8] {
-            self.0.as_bytes()
-        }
-    }
-    let bytes = axum::body::Bytes::from_owner(Shared(frame));
-    // The bytes come from a `str`: always UTF-8.
-    Message::Text(axum::extract::ws::Utf8Bytes::try_from(bytes).unwrap_or_default())
-}
-
 /// Writes out what is queued; returns the close that was asked for, once it is sent, or
-/// `Err` when the socket failed.
+/// `Err` when the socket failed. The socket is the task's while it writes: frames pushed
+/// meanwhile wait in the queue, and are written by this loop before it lends the socket
+/// back (for frames written at once) with the queue empty.
 async fn flush_outbox(socket: &mut WebSocket, outbox: &Outbox) -> Result<Option<u16>, ()> {
+    outbox.queue().busy = true;
+    // What tungstenite holds (a pong) goes before the queued frames.
+    socket.flush().await.map_err(|_| ())?;
+    let mut written = 0;
     loop {
         let (first, rest, close) = {
             let mut queue = outbox.queue();
+            queue.bytes -= written;
             let first = queue.first.take();
             let rest = std::mem::take(&mut queue.rest);
             let close = if first.is_none() { queue.close } else { None };
+            if first.is_none() && close.is_none() {
+                queue.busy = false;
+            }
             (first, rest, close)
         };
         let Some(first) = first else {
             if let Some((code, reason)) = close {
                 let frame = CloseFrame {
-                    code,
-                    reason: reason.into(),
+                    code: CloseCode::from(code),
+                    reason: Utf8Bytes::from_static(reason),
                 };
                 let _ = socket.send(Message::Close(Some(frame))).await;
                 return Ok(Some(code));
             }
             return Ok(None);
         };
-        let mut written = 0;
+        written = 0;
+        // Encoded frames, written as they are (tungstenite has nothing buffered now).
         for frame in std::iter::once(first).chain(rest) {
             written += frame.len();
-            socket.feed(text_message(frame)).await.map_err(|_| ())?;
+            socket.get_mut().write_all(&frame).await.map_err(|_| ())?;
         }
-        socket.flush().await.map_err(|_| ())?;
-        outbox.queue().bytes -= written;
     }
 }
 
@@ -723,6 +804,7 @@ async fn handle_message(shared: Arc<Shared>, id: Arc<str>, connected_at: i64, te
 fn run_connection(
     shared: Arc<Shared>,
     socket: WebSocket,
+    tcp: Arc<tokio::net::TcpStream>,
     info: PeerInfo,
 ) -> impl Future<Output = ()> + Send + 'static {
     let id: Arc<str> = info.id.into();
@@ -735,7 +817,14 @@ fn run_connection(
     );
     let opened = shared.uptime_ms();
     let outbox = Arc::new(Outbox {
-        state: Mutex::new(Queue::default()),
+        state: Mutex::new(Queue {
+            first: None,
+            rest: std::collections::VecDeque::new(),
+            bytes: 0,
+            close: None,
+            socket: Some(tcp),
+            busy: false,
+        }),
         pending: AtomicBool::new(false),
         waker: AtomicWaker::new(),
         in_flight: AtomicUsize::new(0),
@@ -787,10 +876,30 @@ fn serve_connection(
                 }
                 // Past MAX_IN_FLIGHT messages, reading waits (backpressure); the message that
                 // finishes wakes the task.
-                if outbox.in_flight.load(Ordering::Acquire) < MAX_IN_FLIGHT
-                    && let Poll::Ready(frame) = socket.poll_next_unpin(cx)
-                {
-                    return Poll::Ready(on_frame(&link, frame, &mut server_closed));
+                if outbox.in_flight.load(Ordering::Acquire) < MAX_IN_FLIGHT {
+                    // The socket is the task's while it reads (tungstenite may answer a ping
+                    // or a close); lent back once what tungstenite wrote is out, unless the
+                    // socket is closing. Not while a frame waits: it may be the rest of one
+                    // the socket took only part of, which must be written before anything.
+                    {
+                        let mut queue = outbox.queue();
+                        if queue.first.is_some() {
+                            return Poll::Ready(Step::Write);
+                        }
+                        queue.busy = true;
+                    }
+                    let frame = socket.poll_next_unpin(cx);
+                    let flushed = matches!(socket.poll_flush_unpin(cx), Poll::Ready(Ok(())));
+                    let open = !matches!(
+                        frame,
+                        Poll::Ready(None | Some(Err(_)) | Some(Ok(Message::Close(_))))
+                    );
+                    if flushed && open {
+                        outbox.queue().busy = false;
+                    }
+                    if let Poll::Ready(frame) = frame {
+                        return Poll::Ready(on_frame(&link, frame, &mut server_closed));
+                    }
                 }
                 Poll::Pending
             })
@@ -850,7 +959,7 @@ enum Step {
 /// once the server has asked to close: what the client sends after that is ignored.
 fn on_frame(
     link: &Link,
-    frame: Option<Result<Message, axum::Error>>,
+    frame: Option<Result<Message, tokio_tungstenite::tungstenite::Error>>,
     server_closed: &mut Option<u16>,
 ) -> Step {
     let Link { shared, outbox, id } = link;
@@ -901,8 +1010,10 @@ fn on_frame(
         Some(Ok(Message::Binary(_))) if closed.is_none() => {
             close(CLOSE_UNSUPPORTED, "Binary frames are not supported")
         }
-        Some(Ok(Message::Close(frame))) => Step::Close(closed.or(frame.map(|f| f.code))),
-        Some(Ok(Message::Binary(_) | Message::Ping(_) | Message::Pong(_))) => Step::Continue,
+        Some(Ok(Message::Close(frame))) => Step::Close(closed.or(frame.map(|f| u16::from(f.code)))),
+        Some(Ok(Message::Binary(_) | Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => {
+            Step::Continue
+        }
     }
 }
 
@@ -920,7 +1031,7 @@ fn throttled(outbox: &Outbox, id: &str) {
         "connectionId": id,
         "requestId": format!("{id}-{}", now_ms()),
     });
-    let _ = outbox.push(reply.to_string().into());
+    let _ = outbox.push(socket::text_frame(&reply.to_string()));
 }
 
 /// Unregisters the connection, writes out what is still queued (briefly), closes the socket
@@ -929,6 +1040,12 @@ async fn close_connection(link: Link, mut socket: WebSocket, closing: Closing) {
     let Link { shared, outbox, id } = link;
     let connected_at = outbox.connected_at;
     shared.registry.peers().remove(&*id);
+    // No more frames written from outside the task: the socket closes with it.
+    {
+        let mut queue = outbox.queue();
+        queue.socket = None;
+        queue.busy = true;
+    }
     let mut status = closing.status;
     if closing.close_sent {
         // The server closed: wait briefly for the client's echo (its code wins, as before).
@@ -952,24 +1069,13 @@ async fn close_connection(link: Link, mut socket: WebSocket, closing: Closing) {
     if !closing.close_sent {
         let _ = tokio::time::timeout(CLOSE_GRACE, flush_outbox(&mut socket, &outbox)).await;
     }
-    let _ = tokio::time::timeout(CLOSE_GRACE, socket.close()).await;
+    let _ = tokio::time::timeout(CLOSE_GRACE, socket.close(None)).await;
     let event = shared
         .events
         .disconnect(&id, connected_at, status, "closed");
     shared.handle(&event).await;
 }
 
-fn is_capacity(err: &axum::Error) -> bool {
-    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(err);
-    while let Some(e) = source {
-        let text = e.to_string();
-        if text.contains("Space limit exceeded")
-            || text.contains("too long")
-            || text.contains("Message too big")
-        {
-            return true;
-        }
-        source = e.source();
-    }
-    false
+fn is_capacity(err: &tokio_tungstenite::tungstenite::Error) -> bool {
+    matches!(err, tokio_tungstenite::tungstenite::Error::Capacity(_))
 }
