@@ -155,3 +155,84 @@ async fn a_server_side_join_followed_at_once_by_a_publish_reaches_the_new_member
         json!({"action": "join_and_publish", "delivered": 1, "members": 1})
     );
 }
+
+/// Topic memberships that take `delay` to store (a slow DynamoDB write), so that anything
+/// sent to a joiner before its membership is stored shows.
+struct SlowJoins {
+    inner: venturekit_ws::MemoryTopics,
+    delay: std::time::Duration,
+}
+
+#[async_trait::async_trait]
+impl venturekit_ws::TopicStore for SlowJoins {
+    async fn join(
+        &self,
+        member: &venturekit_ws::topics::TopicMember,
+    ) -> Result<(), venturekit_ws::StoreError> {
+        tokio::time::sleep(self.delay).await;
+        self.inner.join(member).await
+    }
+    async fn leave(
+        &self,
+        topic: &str,
+        connection_id: &str,
+    ) -> Result<Option<venturekit_ws::topics::TopicMember>, venturekit_ws::StoreError> {
+        self.inner.leave(topic, connection_id).await
+    }
+    async fn members(
+        &self,
+        topic: &str,
+        now_secs: i64,
+    ) -> Result<Vec<venturekit_ws::topics::TopicMember>, venturekit_ws::StoreError> {
+        self.inner.members(topic, now_secs).await
+    }
+    async fn topics_of(
+        &self,
+        connection_id: &str,
+    ) -> Result<Vec<venturekit_ws::topics::TopicMember>, venturekit_ws::StoreError> {
+        self.inner.topics_of(connection_id).await
+    }
+    async fn remove_connection(
+        &self,
+        connection_id: &str,
+    ) -> Result<Vec<venturekit_ws::topics::TopicMember>, venturekit_ws::StoreError> {
+        self.inner.remove_connection(connection_id).await
+    }
+}
+
+#[tokio::test]
+async fn a_member_that_has_its_join_ack_receives_the_next_publish() {
+    // The ack comes only once the membership is stored: a client that publishes as soon
+    // as a friend's ack arrives reaches the friend, however slow the store's write.
+    let slow = SlowJoins {
+        inner: venturekit_ws::MemoryTopics::new(),
+        delay: std::time::Duration::from_millis(300),
+    };
+    let server = start(chat_app(config()).topic_store(std::sync::Arc::new(slow))).await;
+    let mut alice = Client::authed(server.addr, "alice", &[]).await;
+    let mut bob = Client::authed(server.addr, "bob", &[]).await;
+    alice
+        .send(json!({"action": "vk:join", "topic": "room:1"}))
+        .await;
+    assert_eq!(alice.recv().await["ok"], true);
+    assert_eq!(alice.recv().await["action"], "vk:presence_state");
+    alice.recv().await; // its own join, as a diff
+    bob.send(json!({"action": "vk:join", "topic": "room:1"}))
+        .await;
+    assert_eq!(bob.recv().await["ok"], true);
+    // At once, before bob reads anything else: alice says something in the room.
+    alice
+        .send(json!({"action": "say", "room": "room:1", "data": "hi bob"}))
+        .await;
+    // Bob's presence state and diff, and the message, in whatever order they come; without
+    // the message the read times out ("no frame within the wait").
+    loop {
+        let frame = bob.recv().await;
+        if frame["action"] == "message" {
+            assert_eq!(frame["data"], "hi bob", "{frame}");
+            break;
+        }
+        let action = frame["action"].as_str().unwrap_or_default();
+        assert!(action.starts_with("vk:presence"), "{frame}");
+    }
+}

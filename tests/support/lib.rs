@@ -415,22 +415,40 @@ pub async fn open_clients(url: &str, n: usize) -> Vec<WebSocketStream<MaybeTlsSt
 
 /// Reads the next frame of every stream at once, all within `within`, and checks its text
 /// (the load tools' "every client got it"). One timer for them all: a timer per stream
-/// would cost the client more than reading the frame (10,000 of them per broadcast).
-pub async fn each_receives<S>(streams: &mut [S], within: Duration, check: impl Fn(&str) + Copy)
-where
+/// would cost the client more than reading the frame (10,000 of them per broadcast). On
+/// timeout it panics saying what was awaited and which clients (by index) got nothing.
+pub async fn each_receives<S>(
+    what: &str,
+    streams: &mut [S],
+    within: Duration,
+    check: impl Fn(&str) + Copy,
+) where
     S: futures_util::Stream<Item = Result<Message, tokio_tungstenite::tungstenite::Error>> + Unpin,
 {
-    let receipts = streams.iter_mut().map(|s| async move {
+    let total = streams.len();
+    let got: Vec<std::sync::atomic::AtomicBool> = (0..total).map(|_| Default::default()).collect();
+    let receipts = streams.iter_mut().zip(&got).map(|(s, got)| async move {
         let msg = s
             .next()
             .await
             .expect("the connection ended")
             .expect("reading failed");
         check(msg.to_text().expect("a text frame"));
+        got.store(true, std::sync::atomic::Ordering::Relaxed);
     });
-    tokio::time::timeout(within, futures_util::future::join_all(receipts))
+    if tokio::time::timeout(within, futures_util::future::join_all(receipts))
         .await
-        .expect("not every client got its frame in time");
+        .is_err()
+    {
+        let missing: Vec<usize> = (0..total)
+            .filter(|&i| !got[i].load(std::sync::atomic::Ordering::Relaxed))
+            .collect();
+        panic!(
+            "{what}: {} of {total} clients got nothing within {within:?} (first missing: {:?})",
+            missing.len(),
+            &missing[..missing.len().min(10)]
+        );
+    }
 }
 
 /// A store that delegates to `inner`, letting a test step in before each call (to fail it,

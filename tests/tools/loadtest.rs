@@ -78,9 +78,12 @@ async fn main() {
         }
     });
     futures_util::future::join_all(sends).await;
-    each_receives(&mut streams, Duration::from_secs(120), |text| {
-        assert!(text.contains("\"success\":true"), "{text}")
-    })
+    each_receives(
+        "auth replies",
+        &mut streams,
+        Duration::from_secs(120),
+        |text| assert!(text.contains("\"success\":true"), "{text}"),
+    )
     .await;
     let auth_time = auth_started.elapsed();
     let topic = std::env::var("VK_LOADTEST_TOPIC").ok();
@@ -90,9 +93,12 @@ async fn main() {
             sink.send(Message::text(join.to_string())).await.unwrap();
         });
         futures_util::future::join_all(joins).await;
-        each_receives(&mut streams, Duration::from_secs(120), |text| {
-            assert!(text.contains("\"ok\":true"), "{text}")
-        })
+        each_receives(
+            "join replies",
+            &mut streams,
+            Duration::from_secs(120),
+            |text| assert!(text.contains("\"ok\":true"), "{text}"),
+        )
         .await;
     }
     let rss_authed = rss_kb(&pid);
@@ -113,9 +119,12 @@ async fn main() {
             .unwrap();
         let expected = format!("\"data\":\"{data}\"");
         let expected = expected.as_str();
-        each_receives(&mut streams, Duration::from_secs(120), |text| {
-            assert!(text.contains(expected), "{text}")
-        })
+        each_receives(
+            &format!("broadcast or publish {}", round + 1),
+            &mut streams,
+            Duration::from_secs(120),
+            |text| assert!(text.contains(expected), "{text}"),
+        )
         .await;
         broadcast_times.push(broadcast_started.elapsed());
     }

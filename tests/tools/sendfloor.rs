@@ -87,9 +87,12 @@ async fn main() {
         writeln!(to_server, "{payload}").unwrap();
         to_server.flush().unwrap();
         let payload = payload.as_str();
-        venturekit_ws_tests::each_receives(&mut streams, Duration::from_secs(60), |text| {
-            assert_eq!(text, payload)
-        })
+        venturekit_ws_tests::each_receives(
+            "the frame",
+            &mut streams,
+            Duration::from_secs(60),
+            |text| assert_eq!(text, payload),
+        )
         .await;
         walls.push(started.elapsed());
         let line = from_server.next().unwrap().unwrap();

@@ -320,8 +320,11 @@ impl Messenger {
             .map_err(WsError::internal)?
             .ok_or_else(|| WsError::bad_request("no such connection"))?;
         topics.check_join(&record, name, &meta).await?;
-        let now = self.clock.now_ms();
-        Ok(topics.join(self, &record, name, meta, now).await?)
+        let member = topics.add(&record, name, meta, self.clock.now_ms()).await?;
+        topics
+            .announce_joined(self, &member)
+            .await
+            .map_err(WsError::internal)
     }
 
     /// Removes `connection_id` from topic `name` in `tenant`'s scope; returns whether it

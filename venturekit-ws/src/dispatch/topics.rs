@@ -79,23 +79,28 @@ impl Dispatcher {
             let why = format!("joining `{}` is not allowed", protocol::clip(&name, 64));
             return reply(messenger, id, &error(ErrorCode::Forbidden, &why)).await;
         }
-        // The ack first, then the presence frames the join triggers.
+        // The membership first (a publish after the ack must reach the joiner), then the
+        // ack, then the presence frames the join triggers.
         let meta = message.meta.unwrap_or_default();
         let joined = match topics.check_join(&record, &name, &meta).await {
-            Ok(()) => {
-                reply(messenger, id, &ok("vk:join")).await;
-                topics
-                    .join(messenger, &record, &name, meta, self.clock.now_ms())
-                    .await
-            }
+            Ok(()) => topics.add(&record, &name, meta, self.clock.now_ms()).await,
             Err(why) => Err(why),
         };
-        if let Err(why) = joined {
-            let why = WsError::from(why);
-            if why.code() == ErrorCode::Internal {
-                tracing::error!(connection_id = id, error = %why, "vk:join failed");
+        let member = match joined {
+            Ok(member) => member,
+            Err(why) => {
+                let why = WsError::from(why);
+                if why.code() == ErrorCode::Internal {
+                    tracing::error!(connection_id = id, error = %why, "vk:join failed");
+                }
+                return reply(messenger, id, &error(why.code(), why.message())).await;
             }
-            reply(messenger, id, &error(why.code(), why.message())).await
+        };
+        reply(messenger, id, &ok("vk:join")).await;
+        // Joined and told so: a presence read failing now is logged, not answered with an
+        // error after the ack (the membership stands).
+        if let Err(why) = topics.announce_joined(messenger, &member).await {
+            tracing::error!(connection_id = id, error = %why, "vk:join: sending presence failed");
         }
     }
 }

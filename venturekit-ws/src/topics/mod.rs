@@ -264,34 +264,42 @@ impl Topics {
         Ok(())
     }
 
-    /// Joins `record` to topic `name` of its scope (checked with [`Topics::check_join`]),
-    /// then sends the presence frames when the topic has presence.
-    pub(crate) async fn join(
+    /// Joins `record` to topic `name` of its scope (checked with [`Topics::check_join`]):
+    /// stores the membership and returns it, for [`Topics::announce_joined`]. Anything that
+    /// tells the joiner it has joined comes after this: from then on a publish reaches it.
+    pub(crate) async fn add(
         &self,
-        messenger: &Messenger,
         record: &Connection,
         name: &str,
         meta: Map<String, Value>,
         now_ms: i64,
-    ) -> Result<(), JoinError> {
-        let user = record.user_id.clone().unwrap_or_default();
-        let key = topic_key(record.tenant_id.as_deref(), name);
+    ) -> Result<TopicMember, JoinError> {
         let member = TopicMember {
-            topic: key.clone(),
+            topic: topic_key(record.tenant_id.as_deref(), name),
             connection_id: record.connection_id.clone(),
-            user_id: user,
+            user_id: record.user_id.clone().unwrap_or_default(),
             meta,
             joined_at: now_ms,
             ttl: record.ttl,
         };
         self.store.join(&member).await.map_err(JoinError::Store)?;
+        Ok(member)
+    }
+
+    /// Sends the presence frames a join (by [`Topics::add`]) triggers, when the topic has
+    /// presence: the state to the joiner, the diff (or the count) to every member.
+    pub(crate) async fn announce_joined(
+        &self,
+        messenger: &Messenger,
+        member: &TopicMember,
+    ) -> Result<(), StoreError> {
+        let name = member.name();
         if let Some(max) = self.presence_for(name) {
             let members = self
                 .store
-                .members(&key, now_ms / 1000)
-                .await
-                .map_err(JoinError::Store)?;
-            self.announce_join(messenger, name, &member, &members, max)
+                .members(&member.topic, member.joined_at / 1000)
+                .await?;
+            self.announce_join(messenger, name, member, &members, max)
                 .await;
         }
         Ok(())
