@@ -33,7 +33,8 @@ pub trait Delivery: Send + Sync + 'static {
     async fn close(&self, connection_id: &str) -> Result<(), DeliveryError>;
 
     /// Posts a frame that a whole fan-out shares: the default posts its text; a delivery
-    /// that queues frames (the local server) keeps the one copy for every target.
+    /// that can keep one copy for every target overrides it (the local server encodes a
+    /// fan-out's frame once through [`Delivery::post_now`] instead).
     async fn post_shared(
         &self,
         connection_id: &str,

@@ -99,6 +99,7 @@ struct Outbox {
     user_agent: Option<Box<str>>,
 }
 
+#[derive(Default)]
 struct Queue {
     /// The oldest frame to write, encoded (most of the time the only one: no queue is
     /// allocated). A fan-out's frame is one allocation shared by every target.
@@ -227,14 +228,6 @@ impl Delivery for LocalDelivery {
             .outbox(connection_id)
             .ok_or(DeliveryError::Gone)?;
         outbox.push(socket::text_frame(payload))
-    }
-
-    async fn post_shared(
-        &self,
-        connection_id: &str,
-        payload: &Arc<str>,
-    ) -> Result<(), DeliveryError> {
-        self.post(connection_id, payload).await
     }
 
     fn post_now(
@@ -818,12 +811,8 @@ fn run_connection(
     let opened = shared.uptime_ms();
     let outbox = Arc::new(Outbox {
         state: Mutex::new(Queue {
-            first: None,
-            rest: std::collections::VecDeque::new(),
-            bytes: 0,
-            close: None,
             socket: Some(tcp),
-            busy: false,
+            ..Queue::default()
         }),
         pending: AtomicBool::new(false),
         waker: AtomicWaker::new(),
