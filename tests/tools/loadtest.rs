@@ -10,7 +10,8 @@
 //! that topic (`vk:join`), and each timed round is a topic publish
 //! (`{"action":"publish","topic":…}`) instead of a broadcast; the server's CPU per publish is
 //! reported too. `VK_LOADTEST_HOLD_SECS=N` keeps the connections open N seconds after the
-//! report (to profile the server with all of them idle).
+//! report (to profile the server with all of them idle). Last, every connection closes and
+//! the server CPU the disconnects cost is reported.
 
 #![allow(
     clippy::unwrap_used,
@@ -87,7 +88,11 @@ async fn main() {
     .await;
     let auth_time = auth_started.elapsed();
     let topic = std::env::var("VK_LOADTEST_TOPIC").ok();
+    let mut join_time = Duration::ZERO;
+    let mut join_cpu = 0.0;
     if let Some(topic) = &topic {
+        let join_started = Instant::now();
+        let cpu_before = venturekit_ws_tests::cpu_ms(&pid);
         let joins = sinks.iter_mut().map(|sink| async move {
             let join = serde_json::json!({"action": "vk:join", "topic": topic});
             sink.send(Message::text(join.to_string())).await.unwrap();
@@ -100,6 +105,8 @@ async fn main() {
             |text| assert!(text.contains("\"ok\":true"), "{text}"),
         )
         .await;
+        join_time = join_started.elapsed();
+        join_cpu = venturekit_ws_tests::cpu_ms(&pid) - cpu_before;
     }
     let rss_authed = rss_kb(&pid);
     let cpu_before = venturekit_ws_tests::cpu_ms(&pid);
@@ -133,13 +140,16 @@ async fn main() {
     let ms = |d: Duration| d.as_secs_f64() * 1000.0;
     if let Some(topic) = &topic {
         println!(
-            "{n} members of {topic}: publish delivered to all in {:.0} ms median ({:.0}-{:.0} ms, {rounds} publishes); server CPU {:.0} ms per publish; server RSS {} MB with everyone joined",
+            "{n} members of {topic}: all joined in {:.2} s (server CPU {:.0} ms); publish delivered to all in {:.0} ms median ({:.0}-{:.0} ms, {rounds} publishes); server CPU {:.0} ms per publish; server RSS {} MB with everyone joined",
+            join_time.as_secs_f64(),
+            join_cpu,
             ms(broadcast_times[rounds / 2]),
             ms(broadcast_times[0]),
             ms(broadcast_times[rounds - 1]),
             cpu_per_round,
             rss_authed / 1024,
         );
+        disconnect_all(&pid, sinks, streams).await;
         return;
     }
 
@@ -158,6 +168,26 @@ async fn main() {
         (rss_connected.saturating_sub(rss_before)) as f64 / n as f64,
     );
     hold();
+    disconnect_all(&pid, sinks, streams).await;
+}
+
+/// Closes every connection and reports the server CPU spent on the disconnects (read until
+/// it stops growing for half a second).
+async fn disconnect_all<A, B>(pid: &str, sinks: Vec<A>, streams: Vec<B>) {
+    let n = sinks.len();
+    let cpu_before = venturekit_ws_tests::cpu_ms(pid);
+    let started = Instant::now();
+    drop(sinks);
+    drop(streams);
+    let mut last = cpu_before;
+    let mut still = 0;
+    while still < 5 && started.elapsed() < Duration::from_secs(60) {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let now = venturekit_ws_tests::cpu_ms(pid);
+        still = if now == last { still + 1 } else { 0 };
+        last = now;
+    }
+    println!("{n} disconnects: server CPU {:.0} ms", last - cpu_before);
 }
 
 /// With `VK_LOADTEST_HOLD_SECS=N`, keeps every connection open N seconds after the report
