@@ -81,6 +81,11 @@ async fn vk_loadtest_drives_the_chat_server() {
     .unwrap();
     assert!(stdout.starts_with("25 connections: connect"), "{stdout}");
     assert!(stdout.contains("2 broadcasts"), "{stdout}");
+    assert!(
+        stdout.contains("\n12 direct messages at once (`send` to another user): all delivered in "),
+        "{stdout}"
+    );
+    assert!(stdout.contains("\n25 disconnects: server CPU "), "{stdout}");
 }
 
 #[test]
@@ -124,9 +129,11 @@ fn vk_loadtest_publishes_to_a_topic_on_vk_topicserver() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(
-        stdout.starts_with("25 members of bench:1: publish"),
+        stdout.starts_with("25 members of bench:1: all joined in "),
         "{stdout}"
     );
+    assert!(stdout.contains("2 publishes"), "{stdout}");
+    assert!(stdout.contains("\n25 disconnects: server CPU "), "{stdout}");
 }
 
 #[test]

@@ -137,6 +137,10 @@ async fn main() {
     }
     let cpu_per_round = (venturekit_ws_tests::cpu_ms(&pid) - cpu_before) / rounds as f64;
     broadcast_times.sort();
+    let sends = match &topic {
+        None => Some(direct_messages(&pid, &mut sinks, &mut streams).await),
+        Some(_) => None,
+    };
     let ms = |d: Duration| d.as_secs_f64() * 1000.0;
     if let Some(topic) = &topic {
         println!(
@@ -167,8 +171,60 @@ async fn main() {
         (rss_authed.saturating_sub(rss_before)) as f64 / n as f64,
         (rss_connected.saturating_sub(rss_before)) as f64 / n as f64,
     );
+    if let Some((count, time, cpu)) = sends {
+        println!(
+            "{count} direct messages at once (`send` to another user): all delivered in {:.0} ms; server CPU {:.1} µs per message",
+            ms(time),
+            cpu * 1000.0 / count as f64
+        );
+    }
     hold();
     disconnect_all(&pid, sinks, streams).await;
+}
+
+/// Half of the first (up to) 2,000 clients each send a direct message to the next one's user
+/// (`{"action":"send","to":"user{i+1}",…}`), all at once; done when every sender has its
+/// reply and every recipient its message. Returns how many, the time and the server CPU.
+async fn direct_messages<A, B>(
+    pid: &str,
+    sinks: &mut [A],
+    streams: &mut [B],
+) -> (usize, Duration, f64)
+where
+    A: futures_util::Sink<Message> + Unpin,
+    A::Error: std::fmt::Debug,
+    B: futures_util::Stream<Item = Result<Message, tokio_tungstenite::tungstenite::Error>> + Unpin,
+{
+    let pairs = sinks.len().min(2000) / 2;
+    let cpu_before = venturekit_ws_tests::cpu_ms(pid);
+    let started = Instant::now();
+    let sends = sinks[..pairs * 2]
+        .iter_mut()
+        .step_by(2)
+        .enumerate()
+        .map(|(j, sink)| async move {
+            let to = format!("user{}", 2 * j + 1);
+            let frame = serde_json::json!({"action": "send", "to": to, "data": "dm"});
+            sink.send(Message::text(frame.to_string())).await.unwrap();
+        });
+    futures_util::future::join_all(sends).await;
+    each_receives(
+        "direct messages and their replies",
+        &mut streams[..pairs * 2],
+        Duration::from_secs(120),
+        |text| {
+            assert!(
+                text.contains("\"delivered\":1") || text.contains("\"data\":\"dm\""),
+                "{text}"
+            )
+        },
+    )
+    .await;
+    (
+        pairs,
+        started.elapsed(),
+        venturekit_ws_tests::cpu_ms(pid) - cpu_before,
+    )
 }
 
 /// Closes every connection and reports the server CPU spent on the disconnects (read until
@@ -187,7 +243,10 @@ async fn disconnect_all<A, B>(pid: &str, sinks: Vec<A>, streams: Vec<B>) {
         still = if now == last { still + 1 } else { 0 };
         last = now;
     }
-    println!("{n} disconnects: server CPU {:.0} ms", last - cpu_before);
+    println!(
+        "{n} disconnects: server CPU {:.0} ms (with what the app does on each, such as the chat telling everyone who left)",
+        last - cpu_before
+    );
 }
 
 /// With `VK_LOADTEST_HOLD_SECS=N`, keeps every connection open N seconds after the report

@@ -1,8 +1,10 @@
 // A Node.js peer for the local-server benchmark: a minimal WebSocket server on the `ws`
 // package that speaks the same protocol as the chat example where the load test needs it
 // (auth with an HS256 JWT, then `broadcast` to every authenticated connection of the
-// sender's tenant scope, as `{"action":"message","from":…,"data":…}`). It keeps what a
-// Node implementation keeps per connection: the socket, the user and the tenant.
+// sender's tenant scope, as `{"action":"message","from":…,"data":…}`, and `send` to every
+// connection of one user in that scope, answered with `{"action":"send","delivered":N}`). It
+// keeps what a Node implementation keeps per connection: the socket, the user and the tenant,
+// and an index of the connections by user.
 //
 //   VK_WS_JWT_SECRET=… node tools/node/peer-local.mjs      # prints ws://127.0.0.1:PORT
 //   target/release/vk-loadtest ws://127.0.0.1:PORT <pid> 10000
@@ -20,6 +22,7 @@ if (!secret) {
 const verify = (token) => verifyHs256(token, secret);
 
 const connections = new Map();
+const byUser = new Map(); // user id -> Set of its connections
 let nextId = 0;
 const wss = new WebSocketServer({
   host: '127.0.0.1',
@@ -47,6 +50,8 @@ wss.on('connection', (ws) => {
         return;
       }
       connection.user = claims.sub;
+      if (!byUser.has(claims.sub)) byUser.set(claims.sub, new Set());
+      byUser.get(claims.sub).add(connection);
       ws.send(JSON.stringify({ action: 'auth', success: true, userId: claims.sub, tenantId: null }));
       return;
     }
@@ -61,9 +66,28 @@ wss.on('connection', (ws) => {
       }
       return;
     }
+    if (message.action === 'send' && typeof message.to === 'string') {
+      const frame = JSON.stringify({ action: 'message', from: connection.user, data: message.data });
+      let delivered = 0;
+      for (const other of byUser.get(message.to) ?? []) {
+        if (other.tenant === connection.tenant) {
+          other.ws.send(frame);
+          delivered += 1;
+        }
+      }
+      ws.send(JSON.stringify({ action: 'send', delivered }));
+      return;
+    }
     ws.send(JSON.stringify({ action: 'error', code: 'unknown_action' }));
   });
-  ws.on('close', () => connections.delete(id));
+  ws.on('close', () => {
+    connections.delete(id);
+    const mine = connection.user && byUser.get(connection.user);
+    if (mine) {
+      mine.delete(connection);
+      if (mine.size === 0) byUser.delete(connection.user);
+    }
+  });
 });
 
 wss.on('listening', () => {

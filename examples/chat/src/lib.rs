@@ -248,6 +248,11 @@ pub async fn kick(ctx: Ctx, msg: Kick) -> Result<Kicked, WsError> {
 }
 
 /// Tells the rest of the scope that an authenticated connection went away.
+///
+/// This is one broadcast per disconnect, so its cost grows with the scope: when N
+/// connections of one scope close together, about N²/2 notices go out (on Lambda, each one a
+/// management API post). Fine for a team chat; for large audiences, announce presence in
+/// rooms instead (topics with presence cap their diffs at `max_presence` members).
 pub async fn announce_leave(record: Connection, reason: DisconnectReason, ctx: HookCtx) {
     let (true, Some(user)) = (record.authenticated, record.user_id.as_deref()) else {
         return;

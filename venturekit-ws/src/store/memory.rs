@@ -14,18 +14,38 @@ pub struct MemoryStore {
     clock: Clock,
 }
 
-/// The rows by connection id. Each row is boxed and keyed by its own record's id: a table
-/// slot is one pointer and the id is stored once (the local server keeps a row for every
-/// open connection).
+/// The rows by connection id, and indexes of them by user and by tenant. Each row is boxed
+/// and keyed by its own record's id: a table slot is one pointer and the id is stored once
+/// (the local server keeps a row for every open connection).
 #[derive(Debug, Default)]
 struct Rows {
     table: hashbrown::HashTable<Box<Row>>,
     hasher: std::collections::hash_map::RandomState,
+    /// The ids of the connections that have a user id, hashed by that user id.
+    by_user: Index,
+    /// The ids of the connections that have a tenant id, hashed by that tenant id.
+    by_tenant: Index,
+}
+
+/// Connection ids hashed by another field of their rows (a multimap without the keys: a
+/// lookup checks each candidate's row). About 40 bytes per indexed connection.
+#[derive(Debug, Default)]
+struct Index(hashbrown::HashTable<Box<str>>);
+
+/// Which field an [`Index`] is by.
+type Field = fn(&Connection) -> Option<&str>;
+
+fn user_of(c: &Connection) -> Option<&str> {
+    c.user_id.as_deref()
+}
+
+fn tenant_of(c: &Connection) -> Option<&str> {
+    c.tenant_id.as_deref()
 }
 
 impl Rows {
-    fn hash(&self, connection_id: &str) -> u64 {
-        self.hasher.hash_one(connection_id)
+    fn hash(&self, key: &str) -> u64 {
+        self.hasher.hash_one(key)
     }
 
     fn get(&self, connection_id: &str) -> Option<&Row> {
@@ -43,14 +63,19 @@ impl Rows {
     fn remove(&mut self, connection_id: &str) -> Option<Box<Row>> {
         let hash = self.hash(connection_id);
         let entry = self.table.find_entry(hash, is(connection_id)).ok()?;
-        Some(entry.remove().0)
+        let row = entry.remove().0;
+        self.unindex(&row.connection);
+        Some(row)
     }
 
     /// Inserts the record, or replaces the record of a row that has its id (keeping the
     /// row's counters).
     fn save(&mut self, connection: &Connection) {
-        if let Some(row) = self.get_mut(&connection.connection_id) {
-            row.connection = connection.clone();
+        let replaced = self.replace(&connection.connection_id, |c| {
+            c.clone_from(connection);
+            Some(())
+        });
+        if replaced.is_some() {
             return;
         }
         let hash = self.hash(&connection.connection_id);
@@ -63,6 +88,71 @@ impl Rows {
             }),
             |r| hasher.hash_one(r.connection.connection_id.as_str()),
         );
+        self.index(connection);
+    }
+
+    /// Changes the record of `connection_id` in place, keeping the indexes in step; `None`
+    /// (and nothing changed) when there is no such row or `change` refuses.
+    fn replace<T>(
+        &mut self,
+        connection_id: &str,
+        change: impl FnOnce(&mut Connection) -> Option<T>,
+    ) -> Option<(T, Connection)> {
+        let row = self.get_mut(connection_id)?;
+        let before = row.connection.clone();
+        let out = change(&mut row.connection)?;
+        let after = row.connection.clone();
+        if (user_of(&before), tenant_of(&before)) != (user_of(&after), tenant_of(&after)) {
+            self.unindex(&before);
+            self.index(&after);
+        }
+        Some((out, after))
+    }
+
+    fn index(&mut self, c: &Connection) {
+        for (index, field) in [
+            (&mut self.by_user, user_of as Field),
+            (&mut self.by_tenant, tenant_of),
+        ] {
+            let Some(key) = field(c) else { continue };
+            let (table, hasher) = (&self.table, &self.hasher);
+            // A resize rehashes each id by its row's field (every indexed id has a row).
+            index.0.insert_unique(
+                hasher.hash_one(key),
+                c.connection_id.as_str().into(),
+                |id| {
+                    let row = table.find(hasher.hash_one(&**id), is(id));
+                    hasher.hash_one(row.and_then(|r| field(&r.connection)).unwrap_or_default())
+                },
+            );
+        }
+    }
+
+    fn unindex(&mut self, c: &Connection) {
+        for (index, field) in [
+            (&mut self.by_user, user_of as Field),
+            (&mut self.by_tenant, tenant_of),
+        ] {
+            let Some(key) = field(c) else { continue };
+            let hash = self.hasher.hash_one(key);
+            if let Ok(entry) = index.0.find_entry(hash, |id| **id == *c.connection_id) {
+                entry.remove();
+            }
+        }
+    }
+
+    /// The rows whose `field` is `key`, through its index.
+    fn by<'a>(
+        &'a self,
+        index: &'a Index,
+        field: Field,
+        key: &'a str,
+    ) -> impl Iterator<Item = &'a Row> {
+        index
+            .0
+            .iter_hash(self.hash(key))
+            .filter_map(|id| self.get(id))
+            .filter(move |r| field(&r.connection) == Some(key))
     }
 
     fn values(&self) -> impl Iterator<Item = &Row> {
@@ -121,13 +211,12 @@ impl MemoryStore {
         Some(update(&mut row.counters))
     }
 
-    fn live_where(&self, keep: impl Fn(&Connection) -> bool) -> Vec<Connection> {
+    /// The live records among `rows`, by connection id.
+    fn live<'a>(&self, rows: impl Iterator<Item = &'a Row>) -> Vec<Connection> {
         let now = self.clock.now_secs();
-        let mut found: Vec<Connection> = self
-            .rows()
-            .values()
+        let mut found: Vec<Connection> = rows
             .map(|r| &r.connection)
-            .filter(|c| c.is_live(now) && keep(c))
+            .filter(|c| c.is_live(now))
             .cloned()
             .collect();
         found.sort_by(|a, b| a.connection_id.cmp(&b.connection_id));
@@ -151,22 +240,28 @@ impl ConnectionStore for MemoryStore {
         ttl: i64,
     ) -> Result<Connection, StoreError> {
         let now = self.clock.now_secs();
-        let mut rows = self.rows();
-        let row = rows
-            .get_mut(connection_id)
-            .map(|r| &mut r.connection)
-            .filter(|c| c.is_live(now))
-            .ok_or(StoreError::NotFound)?;
-        if row.authenticated && row.user_id.as_deref() != Some(identity.user_id.as_str()) {
-            return Err(StoreError::OtherUser);
+        let mut other_user = false;
+        let done = self.rows().replace(connection_id, |row| {
+            if !row.is_live(now) {
+                return None;
+            }
+            if row.authenticated && row.user_id.as_deref() != Some(identity.user_id.as_str()) {
+                other_user = true;
+                return None;
+            }
+            row.authenticated = true;
+            row.user_id = Some(identity.user_id.clone());
+            row.tenant_id = identity.tenant_id.clone();
+            row.email = identity.email.clone();
+            row.claims = identity.claims.clone();
+            row.ttl = ttl;
+            Some(())
+        });
+        match done {
+            Some(((), row)) => Ok(row),
+            None if other_user => Err(StoreError::OtherUser),
+            None => Err(StoreError::NotFound),
         }
-        row.authenticated = true;
-        row.user_id = Some(identity.user_id.clone());
-        row.tenant_id = identity.tenant_id.clone();
-        row.email = identity.email.clone();
-        row.claims = identity.claims.clone();
-        row.ttl = ttl;
-        Ok(row.clone())
     }
 
     async fn remove(&self, connection_id: &str) -> Result<Option<Connection>, StoreError> {
@@ -184,15 +279,17 @@ impl ConnectionStore for MemoryStore {
     }
 
     async fn get_by_user(&self, user_id: &str) -> Result<Vec<Connection>, StoreError> {
-        Ok(self.live_where(|c| c.user_id.as_deref() == Some(user_id)))
+        let rows = self.rows();
+        Ok(self.live(rows.by(&rows.by_user, user_of, user_id)))
     }
 
     async fn get_by_tenant(&self, tenant_id: &str) -> Result<Vec<Connection>, StoreError> {
-        Ok(self.live_where(|c| c.tenant_id.as_deref() == Some(tenant_id)))
+        let rows = self.rows();
+        Ok(self.live(rows.by(&rows.by_tenant, tenant_of, tenant_id)))
     }
 
     async fn list(&self) -> Result<Vec<Connection>, StoreError> {
-        Ok(self.live_where(|_| true))
+        Ok(self.live(self.rows().values()))
     }
 
     /// In the order the connections opened, oldest first (as a server walking its
@@ -201,8 +298,11 @@ impl ConnectionStore for MemoryStore {
     async fn target_ids(&self, scope: &crate::messaging::Scope) -> Result<Vec<String>, StoreError> {
         let now = self.clock.now_secs();
         let rows = self.rows();
-        let mut found: Vec<&Connection> = rows
-            .values()
+        let candidates: Box<dyn Iterator<Item = &Row>> = match scope {
+            crate::messaging::Scope::Tenant(t) => Box::new(rows.by(&rows.by_tenant, tenant_of, t)),
+            _ => Box::new(rows.values()),
+        };
+        let mut found: Vec<&Connection> = candidates
             .map(|r| &r.connection)
             .filter(|c| c.is_live(now) && c.authenticated && scope.contains(c))
             .collect();
@@ -433,6 +533,91 @@ mod tests {
             "no record: nothing to count"
         );
         assert_eq!(store.count_message("c", 3000).await.unwrap(), None);
+    }
+
+    /// Random saves, authentications (as another user too), removals and sweeps over a few
+    /// hundred connections: the user and tenant lookups, which go through the indexes, always
+    /// agree with a scan of every row (the table and the indexes resize along the way).
+    #[tokio::test]
+    async fn user_and_tenant_lookups_agree_with_a_scan_of_every_row() {
+        let store = MemoryStore::new();
+        let now = now_secs();
+        let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut next = |n: u64| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed % n
+        };
+        let identity = |user: u64, tenant: u64| Identity {
+            user_id: format!("u{user}"),
+            tenant_id: (tenant > 0).then(|| format!("t{tenant}")),
+            email: None,
+            claims: Default::default(),
+        };
+        for step in 0..4000_i32 {
+            let id = format!("c{}", next(400));
+            match next(10) {
+                0..=2 => {
+                    let ttl = if next(8) == 0 { now - 1 } else { now + 30 };
+                    let opened = i64::from(step);
+                    let c = Connection::unauthenticated(&id, opened, ttl);
+                    store.save(&c).await.unwrap();
+                }
+                3..=6 => {
+                    let who = identity(next(25), next(4));
+                    let _ = store.authenticate(&id, &who, now + 100).await;
+                }
+                7 => {
+                    let mut c = Connection::unauthenticated(&id, 0, now + 30);
+                    c.authenticated = true;
+                    c.user_id = Some(format!("u{}", next(25)));
+                    c.tenant_id = Some(format!("t{}", next(4)));
+                    store.save(&c).await.unwrap();
+                }
+                8 => {
+                    store.remove(&id).await.unwrap();
+                }
+                _ => {
+                    store.remove_expired(&id, now).await.unwrap();
+                }
+            }
+            if step % 100 != 99 {
+                continue;
+            }
+            let all = store.list().await.unwrap();
+            for user in (0..25).map(|u| format!("u{u}")) {
+                let want: Vec<_> = all
+                    .iter()
+                    .filter(|c| c.user_id.as_deref() == Some(user.as_str()))
+                    .map(|c| c.connection_id.clone())
+                    .collect();
+                let got: Vec<_> = store.get_by_user(&user).await.unwrap();
+                let got: Vec<_> = got.into_iter().map(|c| c.connection_id).collect();
+                assert_eq!(got, want, "user {user} at step {step}");
+            }
+            for tenant in (0..4).map(|t| format!("t{t}")) {
+                let want: Vec<_> = all
+                    .iter()
+                    .filter(|c| c.tenant_id.as_deref() == Some(tenant.as_str()))
+                    .cloned()
+                    .collect();
+                assert_eq!(store.get_by_tenant(&tenant).await.unwrap(), want);
+                let scope = crate::messaging::Scope::Tenant(tenant.clone());
+                let mut targets: Vec<_> = want.into_iter().filter(|c| c.authenticated).collect();
+                targets.sort_by(|a, b| {
+                    (a.connected_at, &a.connection_id).cmp(&(b.connected_at, &b.connection_id))
+                });
+                let targets: Vec<_> = targets.into_iter().map(|c| c.connection_id).collect();
+                assert_eq!(store.target_ids(&scope).await.unwrap(), targets);
+            }
+        }
+        // Everything removed: the indexes are empty too.
+        for id in (0..400).map(|i| format!("c{i}")) {
+            store.remove(&id).await.unwrap();
+        }
+        let rows = store.rows();
+        assert!(rows.table.is_empty() && rows.by_user.0.is_empty() && rows.by_tenant.0.is_empty());
     }
 
     #[test]
