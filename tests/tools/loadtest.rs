@@ -9,9 +9,11 @@
 //! With `VK_LOADTEST_TOPIC=bench:1` (against `vk-topicserver`), every connection first joins
 //! that topic (`vk:join`), and each timed round is a topic publish
 //! (`{"action":"publish","topic":…}`) instead of a broadcast; the server's CPU per publish is
-//! reported too. `VK_LOADTEST_HOLD_SECS=N` keeps the connections open N seconds after the
-//! report (to profile the server with all of them idle). Last, every connection closes and
-//! the server CPU the disconnects cost is reported.
+//! reported too. Otherwise, after the broadcasts, 1,000 direct messages are sent at once
+//! (`send` from client 2j to client 2j+1's user) and timed until every reply and message
+//! has arrived. `VK_LOADTEST_HOLD_SECS=N` keeps the connections open N seconds after the
+//! report (to profile the server with all of them idle) and reports the server CPU over that
+//! time. Last, every connection closes and the server CPU the disconnects cost is reported.
 
 #![allow(
     clippy::unwrap_used,
@@ -178,7 +180,7 @@ async fn main() {
             cpu * 1000.0 / count as f64
         );
     }
-    hold();
+    hold(&pid);
     disconnect_all(&pid, sinks, streams).await;
 }
 
@@ -250,14 +252,20 @@ async fn disconnect_all<A, B>(pid: &str, sinks: Vec<A>, streams: Vec<B>) {
 }
 
 /// With `VK_LOADTEST_HOLD_SECS=N`, keeps every connection open N seconds after the report
-/// (for a profiler to look at the server with all of them idle).
-fn hold() {
+/// (for a profiler to look at the server with all of them idle), and reports the server CPU
+/// over that time (its timers and sweeps with every connection idle).
+fn hold(pid: &str) {
     if let Some(secs) = std::env::var("VK_LOADTEST_HOLD_SECS")
         .ok()
         .and_then(|v| v.parse::<u64>().ok())
     {
         use std::io::Write;
         let _ = std::io::stdout().flush();
+        let cpu_before = venturekit_ws_tests::cpu_ms(pid);
         std::thread::sleep(Duration::from_secs(secs));
+        println!(
+            "idle for {secs} s: server CPU {:.0} ms",
+            venturekit_ws_tests::cpu_ms(pid) - cpu_before
+        );
     }
 }

@@ -325,6 +325,8 @@ impl ConnectionStore for MemoryStore {
         Ok(found)
     }
 
+    /// Pages through the expired records only (a page is up to `limit` of them, by id): with
+    /// none expired, a sweep is one pass over the rows, not a page per `limit` rows.
     async fn expired_page(
         &self,
         after: Option<&str>,
@@ -335,17 +337,19 @@ impl ConnectionStore for MemoryStore {
         let mut page: Vec<&Connection> = rows
             .values()
             .map(|r| &r.connection)
+            .filter(|c| !c.is_live(now_secs))
             .filter(|c| after.is_none_or(|a| c.connection_id.as_str() > a))
             .collect();
-        page.sort_by(|a, b| a.connection_id.cmp(&b.connection_id));
         let limit = limit.max(1);
+        // The first `limit` by id, in order, without sorting the rest.
+        let by_id = |a: &&Connection, b: &&Connection| a.connection_id.cmp(&b.connection_id);
+        if page.len() > limit {
+            page.select_nth_unstable_by(limit - 1, by_id);
+        }
+        let head = page.len().min(limit);
+        page[..head].sort_unstable_by(by_id);
         let next = (page.len() > limit).then(|| page[limit - 1].connection_id.clone());
-        let records = page
-            .into_iter()
-            .take(limit)
-            .filter(|c| !c.is_live(now_secs))
-            .cloned()
-            .collect();
+        let records = page.into_iter().take(limit).cloned().collect();
         Ok(ExpiredPage::new(records, next))
     }
 
@@ -618,6 +622,46 @@ mod tests {
         }
         let rows = store.rows();
         assert!(rows.table.is_empty() && rows.by_user.0.is_empty() && rows.by_tenant.0.is_empty());
+    }
+
+    #[tokio::test]
+    async fn expired_pages_walk_every_row_once_in_id_order() {
+        let store = MemoryStore::new();
+        let now = now_secs();
+        for i in 0..1234 {
+            let ttl = if i % 3 == 0 { now - 1 } else { now + 30 };
+            let id = format!("c{:05}", (i * 7919) % 1234);
+            store
+                .save(&Connection::unauthenticated(&id, 1, ttl))
+                .await
+                .unwrap();
+        }
+        let mut seen = Vec::new();
+        let mut cursor: Option<String> = None;
+        let mut pages = 0;
+        loop {
+            let page = store
+                .expired_page(cursor.as_deref(), 100, now)
+                .await
+                .unwrap();
+            pages += 1;
+            seen.extend(page.records.into_iter().map(|c| c.connection_id));
+            match page.next {
+                Some(next) => cursor = Some(next),
+                None => break,
+            }
+        }
+        assert_eq!(pages, 5, "412 expired rows in pages of 100");
+        let mut want: Vec<String> = store
+            .list_expired()
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|c| c.connection_id)
+            .collect();
+        want.sort();
+        assert_eq!(want.len(), 412);
+        assert_eq!(seen, want, "each expired row once, in id order");
     }
 
     #[test]
