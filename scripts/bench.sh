@@ -52,7 +52,8 @@ for _ in $(seq 1 100); do
   sleep 0.1
 done
 [ -n "$url" ] || { cat "$log" >&2; echo "the chat server did not start within 10 s" >&2; exit 1; }
-VK_WS_JWT_SECRET=bench-secret target/release/vk-loadtest "$url" "$server" "$connections"
+# Broadcasts, 1,000 direct messages, the server CPU over 10 s idle, then the disconnects.
+VK_LOADTEST_HOLD_SECS=10 VK_WS_JWT_SECRET=bench-secret target/release/vk-loadtest "$url" "$server" "$connections"
 kill "$server" 2>/dev/null || true
 echo "== the floor of a local broadcast: one write per socket, the same kind of client"
 target/release/vk-sendfloor "$connections" 5
