@@ -90,25 +90,23 @@ async fn main() {
     .await;
     let auth_time = auth_started.elapsed();
     let topic = std::env::var("VK_LOADTEST_TOPIC").ok();
-    let mut join_time = Duration::ZERO;
-    let mut join_cpu = 0.0;
+    let mut joined = (Duration::ZERO, 0.0);
     if let Some(topic) = &topic {
-        let join_started = Instant::now();
-        let cpu_before = venturekit_ws_tests::cpu_ms(&pid);
-        let joins = sinks.iter_mut().map(|sink| async move {
-            let join = serde_json::json!({"action": "vk:join", "topic": topic});
-            sink.send(Message::text(join.to_string())).await.unwrap();
-        });
-        futures_util::future::join_all(joins).await;
-        each_receives(
-            "join replies",
-            &mut streams,
-            Duration::from_secs(120),
-            |text| assert!(text.contains("\"ok\":true"), "{text}"),
-        )
+        joined = measured(&pid, async {
+            let joins = sinks.iter_mut().map(|sink| async move {
+                let join = serde_json::json!({"action": "vk:join", "topic": topic});
+                sink.send(Message::text(join.to_string())).await.unwrap();
+            });
+            futures_util::future::join_all(joins).await;
+            each_receives(
+                "join replies",
+                &mut streams,
+                Duration::from_secs(120),
+                |text| assert!(text.contains("\"ok\":true"), "{text}"),
+            )
+            .await;
+        })
         .await;
-        join_time = join_started.elapsed();
-        join_cpu = venturekit_ws_tests::cpu_ms(&pid) - cpu_before;
     }
     let rss_authed = rss_kb(&pid);
     let cpu_before = venturekit_ws_tests::cpu_ms(&pid);
@@ -139,16 +137,21 @@ async fn main() {
     }
     let cpu_per_round = (venturekit_ws_tests::cpu_ms(&pid) - cpu_before) / rounds as f64;
     broadcast_times.sort();
-    let sends = match &topic {
-        None => Some(direct_messages(&pid, &mut sinks, &mut streams).await),
-        Some(_) => None,
+    let sends = if topic.is_none() {
+        let pairs = sinks.len().min(2000) / 2;
+        Some((
+            pairs,
+            measured(&pid, direct_messages(pairs, &mut sinks, &mut streams)).await,
+        ))
+    } else {
+        None
     };
     let ms = |d: Duration| d.as_secs_f64() * 1000.0;
     if let Some(topic) = &topic {
         println!(
             "{n} members of {topic}: all joined in {:.2} s (server CPU {:.0} ms); publish delivered to all in {:.0} ms median ({:.0}-{:.0} ms, {rounds} publishes); server CPU {:.0} ms per publish; server RSS {} MB with everyone joined",
-            join_time.as_secs_f64(),
-            join_cpu,
+            joined.0.as_secs_f64(),
+            joined.1,
             ms(broadcast_times[rounds / 2]),
             ms(broadcast_times[0]),
             ms(broadcast_times[rounds - 1]),
@@ -173,7 +176,7 @@ async fn main() {
         (rss_authed.saturating_sub(rss_before)) as f64 / n as f64,
         (rss_connected.saturating_sub(rss_before)) as f64 / n as f64,
     );
-    if let Some((count, time, cpu)) = sends {
+    if let Some((count, (time, cpu))) = sends {
         println!(
             "{count} direct messages at once (`send` to another user): all delivered in {:.0} ms; server CPU {:.1} µs per message",
             ms(time),
@@ -184,22 +187,26 @@ async fn main() {
     disconnect_all(&pid, sinks, streams).await;
 }
 
-/// Half of the first (up to) 2,000 clients each send a direct message to the next one's user
-/// (`{"action":"send","to":"user{i+1}",…}`), all at once; done when every sender has its
-/// reply and every recipient its message. Returns how many, the time and the server CPU.
-async fn direct_messages<A, B>(
-    pid: &str,
-    sinks: &mut [A],
-    streams: &mut [B],
-) -> (usize, Duration, f64)
+/// Runs `phase`, returning its wall time and the server's CPU over it (ms).
+async fn measured(pid: &str, phase: impl std::future::Future<Output = ()>) -> (Duration, f64) {
+    let cpu_before = venturekit_ws_tests::cpu_ms(pid);
+    let started = Instant::now();
+    phase.await;
+    (
+        started.elapsed(),
+        venturekit_ws_tests::cpu_ms(pid) - cpu_before,
+    )
+}
+
+/// Clients 0, 2, 4, … of the first `2 * pairs` each send a direct message to the next one's
+/// user (`{"action":"send","to":"user{i+1}",…}`), all at once; done when every sender has its
+/// reply and every recipient its message.
+async fn direct_messages<A, B>(pairs: usize, sinks: &mut [A], streams: &mut [B])
 where
     A: futures_util::Sink<Message> + Unpin,
     A::Error: std::fmt::Debug,
     B: futures_util::Stream<Item = Result<Message, tokio_tungstenite::tungstenite::Error>> + Unpin,
 {
-    let pairs = sinks.len().min(2000) / 2;
-    let cpu_before = venturekit_ws_tests::cpu_ms(pid);
-    let started = Instant::now();
     let sends = sinks[..pairs * 2]
         .iter_mut()
         .step_by(2)
@@ -222,11 +229,6 @@ where
         },
     )
     .await;
-    (
-        pairs,
-        started.elapsed(),
-        venturekit_ws_tests::cpu_ms(pid) - cpu_before,
-    )
 }
 
 /// Closes every connection and reports the server CPU spent on the disconnects (read until

@@ -43,6 +43,11 @@ fn tenant_of(c: &Connection) -> Option<&str> {
     c.tenant_id.as_deref()
 }
 
+/// A record's keys in the indexes: its user id and its tenant id.
+fn keys(c: &Connection) -> [Option<&str>; 2] {
+    [user_of(c), tenant_of(c)]
+}
+
 impl Rows {
     fn hash(&self, key: &str) -> u64 {
         self.hasher.hash_one(key)
@@ -64,7 +69,7 @@ impl Rows {
         let hash = self.hash(connection_id);
         let entry = self.table.find_entry(hash, is(connection_id)).ok()?;
         let row = entry.remove().0;
-        self.unindex(&row.connection);
+        self.unindex(connection_id, keys(&row.connection));
         Some(row)
     }
 
@@ -88,7 +93,7 @@ impl Rows {
             }),
             |r| hasher.hash_one(r.connection.connection_id.as_str()),
         );
-        self.index(connection);
+        self.index(&connection.connection_id, keys(connection));
     }
 
     /// Changes the record of `connection_id` in place, keeping the indexes in step; `None`
@@ -97,45 +102,46 @@ impl Rows {
         &mut self,
         connection_id: &str,
         change: impl FnOnce(&mut Connection) -> Option<T>,
-    ) -> Option<(T, Connection)> {
+    ) -> Option<T> {
         let row = self.get_mut(connection_id)?;
-        let before = row.connection.clone();
+        let before = keys(&row.connection).map(|k| k.map(str::to_owned));
         let out = change(&mut row.connection)?;
-        let after = row.connection.clone();
-        if (user_of(&before), tenant_of(&before)) != (user_of(&after), tenant_of(&after)) {
-            self.unindex(&before);
-            self.index(&after);
+        let after = keys(&row.connection).map(|k| k.map(str::to_owned));
+        if before != after {
+            self.unindex(connection_id, before.each_ref().map(Option::as_deref));
+            self.index(connection_id, after.each_ref().map(Option::as_deref));
         }
-        Some((out, after))
+        Some(out)
     }
 
-    fn index(&mut self, c: &Connection) {
-        for (index, field) in [
+    /// Adds `connection_id` to the user and tenant indexes under `keys` (see [`keys`]).
+    fn index(&mut self, connection_id: &str, keys: [Option<&str>; 2]) {
+        let indexes = [
             (&mut self.by_user, user_of as Field),
             (&mut self.by_tenant, tenant_of),
-        ] {
-            let Some(key) = field(c) else { continue };
+        ];
+        for ((index, field), key) in indexes.into_iter().zip(keys) {
+            let Some(key) = key else { continue };
             let (table, hasher) = (&self.table, &self.hasher);
             // A resize rehashes each id by its row's field (every indexed id has a row).
-            index.0.insert_unique(
-                hasher.hash_one(key),
-                c.connection_id.as_str().into(),
-                |id| {
+            index
+                .0
+                .insert_unique(hasher.hash_one(key), connection_id.into(), |id| {
                     let row = table.find(hasher.hash_one(&**id), is(id));
                     hasher.hash_one(row.and_then(|r| field(&r.connection)).unwrap_or_default())
-                },
-            );
+                });
         }
     }
 
-    fn unindex(&mut self, c: &Connection) {
-        for (index, field) in [
-            (&mut self.by_user, user_of as Field),
-            (&mut self.by_tenant, tenant_of),
-        ] {
-            let Some(key) = field(c) else { continue };
+    /// Takes `connection_id` out of the indexes it is in under `keys`.
+    fn unindex(&mut self, connection_id: &str, keys: [Option<&str>; 2]) {
+        for (index, key) in [&mut self.by_user, &mut self.by_tenant]
+            .into_iter()
+            .zip(keys)
+        {
+            let Some(key) = key else { continue };
             let hash = self.hasher.hash_one(key);
-            if let Ok(entry) = index.0.find_entry(hash, |id| **id == *c.connection_id) {
+            if let Ok(entry) = index.0.find_entry(hash, |id| **id == *connection_id) {
                 entry.remove();
             }
         }
@@ -255,10 +261,10 @@ impl ConnectionStore for MemoryStore {
             row.email = identity.email.clone();
             row.claims = identity.claims.clone();
             row.ttl = ttl;
-            Some(())
+            Some(row.clone())
         });
         match done {
-            Some(((), row)) => Ok(row),
+            Some(row) => Ok(row),
             None if other_user => Err(StoreError::OtherUser),
             None => Err(StoreError::NotFound),
         }
@@ -395,6 +401,10 @@ impl ConnectionStore for MemoryStore {
 mod tests {
     use super::*;
     use crate::clock::now_secs;
+
+    fn ids(records: Vec<Connection>) -> Vec<String> {
+        records.into_iter().map(|c| c.connection_id).collect()
+    }
 
     fn alice(tenant: Option<&str>) -> Identity {
         Identity {
@@ -594,10 +604,9 @@ mod tests {
                 let want: Vec<_> = all
                     .iter()
                     .filter(|c| c.user_id.as_deref() == Some(user.as_str()))
-                    .map(|c| c.connection_id.clone())
+                    .cloned()
                     .collect();
-                let got: Vec<_> = store.get_by_user(&user).await.unwrap();
-                let got: Vec<_> = got.into_iter().map(|c| c.connection_id).collect();
+                let got = store.get_by_user(&user).await.unwrap();
                 assert_eq!(got, want, "user {user} at step {step}");
             }
             for tenant in (0..4).map(|t| format!("t{t}")) {
@@ -612,8 +621,7 @@ mod tests {
                 targets.sort_by(|a, b| {
                     (a.connected_at, &a.connection_id).cmp(&(b.connected_at, &b.connection_id))
                 });
-                let targets: Vec<_> = targets.into_iter().map(|c| c.connection_id).collect();
-                assert_eq!(store.target_ids(&scope).await.unwrap(), targets);
+                assert_eq!(store.target_ids(&scope).await.unwrap(), ids(targets));
             }
         }
         // Everything removed: the indexes are empty too.
@@ -645,20 +653,14 @@ mod tests {
                 .await
                 .unwrap();
             pages += 1;
-            seen.extend(page.records.into_iter().map(|c| c.connection_id));
+            seen.extend(ids(page.records));
             match page.next {
                 Some(next) => cursor = Some(next),
                 None => break,
             }
         }
         assert_eq!(pages, 5, "412 expired rows in pages of 100");
-        let mut want: Vec<String> = store
-            .list_expired()
-            .await
-            .unwrap()
-            .into_iter()
-            .map(|c| c.connection_id)
-            .collect();
+        let mut want = ids(store.list_expired().await.unwrap());
         want.sort();
         assert_eq!(want.len(), 412);
         assert_eq!(seen, want, "each expired row once, in id order");
