@@ -145,3 +145,16 @@ fn vk_sendfloor_delivers_every_round() {
     );
     assert!(stdout.contains("2 rounds"), "{stdout}");
 }
+
+/// `vk-lambdacpu` drives a Lambda binary through the Runtime API stand-in against moto, and
+/// checks itself that every `send` reached its recipient; `vk-sdkfloor` is the binary here.
+#[test]
+fn vk_lambdacpu_runs_the_sdk_floor_to_the_end() {
+    venturekit_ws_tests::aws::moto_endpoint();
+    let stdout = run_ok(
+        Command::new(env!("CARGO_BIN_EXE_vk-lambdacpu"))
+            .arg(env!("CARGO_BIN_EXE_vk-sdkfloor"))
+            .arg("10"),
+    );
+    assert!(stdout.starts_with("10 sends: process CPU "), "{stdout}");
+}

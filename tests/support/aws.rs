@@ -465,9 +465,14 @@ pub fn connect_event(id: &str) -> Value {
     event
 }
 
-/// A `$default` event from `id` carrying `body` (a JSON string is sent as is, raw).
+/// A `$default` event from `id` carrying `body` (a JSON string is sent as is, raw). Like
+/// API Gateway's MESSAGE events, it has the request context and the body, no headers.
 pub fn message_event(id: &str, body: Value) -> Value {
     let mut event = connect_event(id);
+    if let Some(fields) = event.as_object_mut() {
+        fields.remove("headers");
+        fields.remove("multiValueHeaders");
+    }
     event["requestContext"]["routeKey"] = serde_json::json!("$default");
     event["requestContext"]["eventType"] = serde_json::json!("MESSAGE");
     event["body"] = serde_json::json!(match body {

@@ -75,10 +75,16 @@ fn write_emf(set: &crate::metrics::MetricSet) {
     if set.is_empty() {
         return;
     }
-    let mut out = std::io::stdout().lock();
+    // Serialized into one buffer and written at once: stdout's line buffering would otherwise
+    // scan every formatted piece for a newline.
+    let mut lines = Vec::with_capacity(1024);
     for document in set.emf(crate::clock::now_ms()) {
-        let _ = writeln!(out, "{document}");
+        if serde_json::to_writer(&mut lines, &document).is_ok() {
+            lines.push(b'\n');
+        }
     }
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(&lines);
     let _ = out.flush();
 }
 
