@@ -49,8 +49,7 @@ pub async fn run(dispatcher: Dispatcher, api: ManagementApi) -> Result<(), Error
             )
             .await;
             if emf {
-                let set = set.lock().map(|s| s.clone()).unwrap_or_default();
-                write_emf(&set);
+                write_emf(&set.lock().unwrap_or_else(|p| p.into_inner()));
             }
             output
         }
@@ -78,11 +77,7 @@ fn write_emf(set: &crate::metrics::MetricSet) {
     // Serialized into one buffer and written at once: stdout's line buffering would otherwise
     // scan every formatted piece for a newline.
     let mut lines = Vec::with_capacity(1024);
-    for document in set.emf(crate::clock::now_ms()) {
-        if serde_json::to_writer(&mut lines, &document).is_ok() {
-            lines.push(b'\n');
-        }
-    }
+    set.write_emf(crate::clock::now_ms(), &mut lines);
     let mut out = std::io::stdout().lock();
     let _ = out.write_all(&lines);
     let _ = out.flush();

@@ -13,7 +13,7 @@
 //! Counting is scoped: [`scope`] runs a future with a [`MetricSet`] to count into; outside a
 //! scope (tests, the kit) nothing is counted.
 
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -152,6 +152,94 @@ pub(crate) fn auth_failure(code: &str) {
     });
 }
 
+/// A metric's definition in an EMF directive.
+#[derive(serde::Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct MetricDefinition {
+    name: &'static str,
+    unit: &'static str,
+}
+
+const fn count_metric(name: &'static str) -> MetricDefinition {
+    MetricDefinition {
+        name,
+        unit: "Count",
+    }
+}
+
+/// The metrics of a document with dimension `Action` (the fields of [`ActionCounts`]).
+const ACTION_METRICS: &[MetricDefinition] = &[
+    count_metric("Messages"),
+    count_metric("Delivered"),
+    count_metric("Gone"),
+    count_metric("Failed"),
+    count_metric("Throttled"),
+    count_metric("WindowExpired"),
+    MetricDefinition {
+        name: "FanoutMs",
+        unit: "Milliseconds",
+    },
+];
+
+/// The metric of a document with dimension `Code`.
+const AUTH_METRICS: &[MetricDefinition] = &[count_metric("AuthFailures")];
+
+/// One EMF directive: where CloudWatch finds the metrics of the document.
+#[derive(serde::Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct EmfDirective {
+    namespace: &'static str,
+    dimensions: [[&'static str; 1]; 1],
+    metrics: &'static [MetricDefinition],
+}
+
+/// A document's `_aws` member.
+#[derive(serde::Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct EmfMetadata {
+    timestamp: i64,
+    cloud_watch_metrics: [EmfDirective; 1],
+}
+
+impl EmfMetadata {
+    fn new(timestamp: i64, dimension: &'static str, metrics: &'static [MetricDefinition]) -> Self {
+        EmfMetadata {
+            timestamp,
+            cloud_watch_metrics: [EmfDirective {
+                namespace: NAMESPACE,
+                dimensions: [[dimension]],
+                metrics,
+            }],
+        }
+    }
+}
+
+#[derive(serde::Serialize)]
+struct ActionDocument<'a> {
+    #[serde(rename = "_aws")]
+    aws: EmfMetadata,
+    #[serde(rename = "Action")]
+    action: &'a str,
+    #[serde(flatten)]
+    counts: &'a ActionCounts,
+}
+
+#[derive(serde::Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct AuthFailureDocument<'a> {
+    #[serde(rename = "_aws")]
+    aws: EmfMetadata,
+    code: &'a str,
+    auth_failures: u64,
+}
+
+#[derive(serde::Serialize)]
+#[serde(untagged)]
+enum EmfDocument<'a> {
+    Action(ActionDocument<'a>),
+    AuthFailures(AuthFailureDocument<'a>),
+}
+
 impl MetricSet {
     /// Whether nothing was counted.
     pub fn is_empty(&self) -> bool {
@@ -171,50 +259,41 @@ impl MetricSet {
     /// The counts as CloudWatch Embedded Metric Format documents: one per action (dimension
     /// `Action`) and one per auth failure code (dimension `Code`).
     pub fn emf(&self, timestamp_ms: i64) -> Vec<Value> {
-        let metric = |name: &str, unit: &str| json!({"Name": name, "Unit": unit});
-        let mut documents = Vec::new();
-        for (action, counts) in &self.actions {
-            let mut document = Map::new();
-            document.insert(
-                "_aws".into(),
-                json!({
-                    "Timestamp": timestamp_ms,
-                    "CloudWatchMetrics": [{
-                        "Namespace": NAMESPACE,
-                        "Dimensions": [["Action"]],
-                        "Metrics": [
-                            metric("Messages", "Count"),
-                            metric("Delivered", "Count"),
-                            metric("Gone", "Count"),
-                            metric("Failed", "Count"),
-                            metric("Throttled", "Count"),
-                            metric("WindowExpired", "Count"),
-                            metric("FanoutMs", "Milliseconds")
-                        ]
-                    }]
-                }),
-            );
-            document.insert("Action".into(), Value::String(action.clone()));
-            if let Value::Object(values) = json!(counts) {
-                document.extend(values);
+        self.emf_documents(timestamp_ms)
+            .filter_map(|document| serde_json::to_value(document).ok())
+            .collect()
+    }
+
+    /// The same documents as [`MetricSet::emf`], one JSON line each, appended to `out` (what
+    /// a Lambda invocation writes to stdout). Serialized straight from the counts: no JSON
+    /// tree is built.
+    pub fn write_emf(&self, timestamp_ms: i64, out: &mut Vec<u8>) {
+        for document in self.emf_documents(timestamp_ms) {
+            let start = out.len();
+            if serde_json::to_writer(&mut *out, &document).is_ok() {
+                out.push(b'\n');
+            } else {
+                out.truncate(start);
             }
-            documents.push(Value::Object(document));
         }
-        for (code, n) in &self.auth_failures {
-            documents.push(json!({
-                "_aws": {
-                    "Timestamp": timestamp_ms,
-                    "CloudWatchMetrics": [{
-                        "Namespace": NAMESPACE,
-                        "Dimensions": [["Code"]],
-                        "Metrics": [metric("AuthFailures", "Count")]
-                    }]
-                },
-                "Code": code,
-                "AuthFailures": n
-            }));
-        }
-        documents
+    }
+
+    fn emf_documents(&self, timestamp_ms: i64) -> impl Iterator<Item = EmfDocument<'_>> {
+        let actions = self.actions.iter().map(move |(action, counts)| {
+            EmfDocument::Action(ActionDocument {
+                aws: EmfMetadata::new(timestamp_ms, "Action", ACTION_METRICS),
+                action,
+                counts,
+            })
+        });
+        let auth = self.auth_failures.iter().map(move |(code, n)| {
+            EmfDocument::AuthFailures(AuthFailureDocument {
+                aws: EmfMetadata::new(timestamp_ms, "Code", AUTH_METRICS),
+                code,
+                auth_failures: *n,
+            })
+        });
+        actions.chain(auth)
     }
 
     /// One human-readable line: totals, then the busiest actions.
@@ -298,5 +377,74 @@ mod tests {
         assert_eq!(send["Delivered"], 2);
         assert_eq!(send["Gone"], 1);
         assert!(set.summary().starts_with("messages=1 delivered=2 gone=1"));
+    }
+
+    #[test]
+    fn emf_lines_are_whole_documents_in_cloudwatch_shape() {
+        let mut set = MetricSet::default();
+        set.actions.insert(
+            "send".into(),
+            ActionCounts {
+                messages: 3,
+                delivered: 2,
+                fanout_ms: 1.5,
+                ..ActionCounts::default()
+            },
+        );
+        set.auth_failures.insert("token_expired".into(), 4);
+        let mut out = b"earlier\n".to_vec();
+        set.write_emf(1_700_000_000_000, &mut out);
+        let text = String::from_utf8(out).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 3, "{text}");
+        assert_eq!(lines[0], "earlier");
+        let action: Value = serde_json::from_str(lines[1]).unwrap();
+        let metric = |name: &str, unit: &str| json!({"Name": name, "Unit": unit});
+        assert_eq!(
+            action,
+            json!({
+                "_aws": {
+                    "Timestamp": 1_700_000_000_000_i64,
+                    "CloudWatchMetrics": [{
+                        "Namespace": "VentureKitWs",
+                        "Dimensions": [["Action"]],
+                        "Metrics": [
+                            metric("Messages", "Count"),
+                            metric("Delivered", "Count"),
+                            metric("Gone", "Count"),
+                            metric("Failed", "Count"),
+                            metric("Throttled", "Count"),
+                            metric("WindowExpired", "Count"),
+                            metric("FanoutMs", "Milliseconds")
+                        ]
+                    }]
+                },
+                "Action": "send",
+                "Messages": 3,
+                "Delivered": 2,
+                "Gone": 0,
+                "Failed": 0,
+                "Throttled": 0,
+                "WindowExpired": 0,
+                "FanoutMs": 1.5
+            })
+        );
+        let auth: Value = serde_json::from_str(lines[2]).unwrap();
+        assert_eq!(
+            auth,
+            json!({
+                "_aws": {
+                    "Timestamp": 1_700_000_000_000_i64,
+                    "CloudWatchMetrics": [{
+                        "Namespace": "VentureKitWs",
+                        "Dimensions": [["Code"]],
+                        "Metrics": [metric("AuthFailures", "Count")]
+                    }]
+                },
+                "Code": "token_expired",
+                "AuthFailures": 4
+            })
+        );
+        assert_eq!(set.emf(1_700_000_000_000), vec![action, auth]);
     }
 }
