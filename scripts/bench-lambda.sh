@@ -18,9 +18,10 @@
 #        [-- extra vk-lambdacpu args]
 set -euo pipefail
 cd "$(dirname "$0")/.."
-sends=${1:-1000}
-rounds=${2:-3}
-shift $(( $# > 2 ? 2 : $# ))
+sends=1000
+rounds=3
+if [[ ${1:-} =~ ^[0-9]+$ ]]; then sends=$1; shift; fi
+if [[ ${1:-} =~ ^[0-9]+$ ]]; then rounds=$1; shift; fi
 profile=false
 node=false
 instructions=false
