@@ -259,7 +259,9 @@ impl DynamoStore {
     /// Lambda bootstrap's way to keep the SDK's load off the cold start).
     pub fn deferred(sdk: super::SdkLoader, table: impl Into<String>) -> Self {
         Self::with_client(
-            super::deferred::ClientCell::deferred(sdk, Client::new),
+            super::deferred::ClientCell::deferred(sdk, |sdk| {
+                Client::new(&super::framework_config(sdk))
+            }),
             table.into(),
         )
     }

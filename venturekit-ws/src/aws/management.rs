@@ -140,10 +140,15 @@ impl ManagementApi {
                 let url = endpoint.to_owned();
                 let client = super::deferred::ClientCell::deferred(self.sdk.clone(), move |sdk| {
                     let config = aws_sdk_apigatewaymanagement::config::Builder::from(sdk)
-                        .endpoint_url(&url)
-                        // Retries are ours: throttling only, with a bounded budget.
-                        .retry_config(RetryConfig::disabled())
-                        .build();
+                        // Each call is bounded by the policy's timeout, which covers what
+                        // stalled-stream protection would (a 128 KB body at most).
+                        .stalled_stream_protection(
+                            aws_config::stalled_stream_protection::StalledStreamProtectionConfig::disabled(),
+                        )
+                    .endpoint_url(&url)
+                    // Retries are ours: throttling only, with a bounded budget.
+                    .retry_config(RetryConfig::disabled())
+                    .build();
                     Client::from_conf(config)
                 });
                 Arc::new(ApiGatewayDelivery {

@@ -41,6 +41,38 @@ pub async fn sdk_config() -> aws_config::SdkConfig {
     aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await
 }
 
+/// How long one attempt of a DynamoDB or SQS request by the framework's own clients may take
+/// before it is abandoned and retried: far above what such a request needs, far below a
+/// function's timeout. (Management API calls have their own, `VK_WS_DELIVERY_TIMEOUT_MS`.)
+pub const ATTEMPT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// The configuration the framework builds its DynamoDB and SQS clients from (the connection
+/// and topic stores, the fan-out queue): `sdk` with each request attempt bounded by
+/// [`ATTEMPT_TIMEOUT`] (unless `sdk` sets an attempt timeout itself) instead of the SDK's
+/// stalled-stream protection. The bound covers what that protection covers for these small
+/// bodies (a response that stops arriving) and what it does not (a server that never answers),
+/// and it costs less per request (BENCHMARKS.md). Clients you build from [`sdk_config`] are
+/// left as the SDK makes them.
+pub fn framework_config(sdk: &aws_config::SdkConfig) -> aws_config::SdkConfig {
+    let mut timeouts = sdk
+        .timeout_config()
+        .map(|t| t.to_builder())
+        .unwrap_or_default();
+    if sdk
+        .timeout_config()
+        .and_then(|t| t.operation_attempt_timeout())
+        .is_none()
+    {
+        timeouts = timeouts.operation_attempt_timeout(ATTEMPT_TIMEOUT);
+    }
+    sdk.to_builder()
+        .timeout_config(timeouts.build())
+        .stalled_stream_protection(
+            aws_config::stalled_stream_protection::StalledStreamProtectionConfig::disabled(),
+        )
+        .build()
+}
+
 /// Messaging for code outside WebSocket events: the DynamoDB store of `VK_WS_TABLE` and
 /// the management endpoint of `VK_WS_MANAGEMENT_ENDPOINT`.
 pub async fn messenger_from_env() -> Result<Messenger, Error> {
@@ -49,7 +81,7 @@ pub async fn messenger_from_env() -> Result<Messenger, Error> {
         .table
         .clone()
         .ok_or_else(|| Error::Config("VK_WS_TABLE is required".into()))?;
-    let sdk = sdk_config().await;
+    let sdk = framework_config(&sdk_config().await);
     let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(&sdk), table)
         .with_scan_segments(config.scan_segments);
     let api = ManagementApi::new(&sdk, &config);
@@ -80,4 +112,59 @@ pub fn spill_from_config(sdk: &SdkLoader, config: &Config) -> Option<crate::fano
     let url = config.fanout_queue_url.clone()?;
     let queue = SqsQueue::deferred(sdk.clone(), url);
     Some(crate::fanout::Spill::from_config(Arc::new(queue), config))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aws_config::timeout::TimeoutConfig;
+    use std::time::Duration;
+
+    #[test]
+    fn framework_clients_bound_each_attempt_and_keep_the_other_timeouts() {
+        let sdk = aws_config::SdkConfig::builder()
+            .timeout_config(
+                TimeoutConfig::builder()
+                    .connect_timeout(Duration::from_millis(3100))
+                    .build(),
+            )
+            .build();
+        let tuned = framework_config(&sdk);
+        let timeouts = tuned.timeout_config().unwrap();
+        assert_eq!(timeouts.operation_attempt_timeout(), Some(ATTEMPT_TIMEOUT));
+        assert_eq!(
+            timeouts.connect_timeout(),
+            Some(Duration::from_millis(3100))
+        );
+        assert_eq!(
+            tuned.stalled_stream_protection().map(|s| s.is_enabled()),
+            Some(false)
+        );
+        // The configuration it came from is untouched.
+        assert_eq!(
+            sdk.timeout_config().unwrap().operation_attempt_timeout(),
+            None
+        );
+    }
+
+    #[test]
+    fn an_attempt_timeout_already_set_is_kept() {
+        let sdk = aws_config::SdkConfig::builder()
+            .timeout_config(
+                TimeoutConfig::builder()
+                    .operation_attempt_timeout(Duration::from_secs(2))
+                    .build(),
+            )
+            .build();
+        let tuned = framework_config(&sdk);
+        assert_eq!(
+            tuned.timeout_config().unwrap().operation_attempt_timeout(),
+            Some(Duration::from_secs(2))
+        );
+        let bare = framework_config(&aws_config::SdkConfig::builder().build());
+        assert_eq!(
+            bare.timeout_config().unwrap().operation_attempt_timeout(),
+            Some(ATTEMPT_TIMEOUT)
+        );
+    }
 }

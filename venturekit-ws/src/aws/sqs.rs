@@ -29,7 +29,9 @@ impl SqsQueue {
     /// The queue at `url`, with a client built on first use once `sdk` has loaded.
     pub fn deferred(sdk: super::SdkLoader, url: impl Into<String>) -> Self {
         SqsQueue {
-            client: super::deferred::ClientCell::deferred(sdk, Client::new),
+            client: super::deferred::ClientCell::deferred(sdk, |sdk| {
+                Client::new(&super::framework_config(sdk))
+            }),
             url: url.into(),
         }
     }

@@ -43,7 +43,9 @@ impl DynamoTopics {
     /// Memberships in `table`, with a client built on first use once `sdk` has loaded.
     pub fn deferred(sdk: super::SdkLoader, table: impl Into<String>) -> Self {
         DynamoTopics {
-            client: super::deferred::ClientCell::deferred(sdk, Client::new),
+            client: super::deferred::ClientCell::deferred(sdk, |sdk| {
+                Client::new(&super::framework_config(sdk))
+            }),
             table: table.into(),
         }
     }
