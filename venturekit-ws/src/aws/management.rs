@@ -9,6 +9,7 @@ use crate::config::Config;
 use crate::delivery::{Delivery, DeliveryError};
 use crate::event::RequestInfo;
 use crate::protocol::MAX_MESSAGE_BYTES;
+use aws_config::stalled_stream_protection::StalledStreamProtectionConfig;
 use aws_sdk_apigatewaymanagement::Client;
 use aws_sdk_apigatewaymanagement::config::retry::RetryConfig;
 use aws_sdk_apigatewaymanagement::error::{ProvideErrorMetadata, SdkError};
@@ -142,13 +143,11 @@ impl ManagementApi {
                     let config = aws_sdk_apigatewaymanagement::config::Builder::from(sdk)
                         // Each call is bounded by the policy's timeout, which covers what
                         // stalled-stream protection would (a 128 KB body at most).
-                        .stalled_stream_protection(
-                            aws_config::stalled_stream_protection::StalledStreamProtectionConfig::disabled(),
-                        )
-                    .endpoint_url(&url)
-                    // Retries are ours: throttling only, with a bounded budget.
-                    .retry_config(RetryConfig::disabled())
-                    .build();
+                        .stalled_stream_protection(StalledStreamProtectionConfig::disabled())
+                        .endpoint_url(&url)
+                        // Retries are ours: throttling only, with a bounded budget.
+                        .retry_config(RetryConfig::disabled())
+                        .build();
                     Client::from_conf(config)
                 });
                 Arc::new(ApiGatewayDelivery {

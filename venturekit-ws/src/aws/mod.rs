@@ -33,6 +33,7 @@ pub use topics::{CONNECTION_INDEX, DynamoTopics, create_topics_table};
 use crate::config::Config;
 use crate::error::Error;
 use crate::messaging::Messenger;
+use aws_config::stalled_stream_protection::StalledStreamProtectionConfig;
 use std::sync::Arc;
 
 /// Loads the shared AWS configuration (region, credentials, endpoint overrides such as
@@ -54,12 +55,9 @@ pub const ATTEMPT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(
 /// and it costs less per request (BENCHMARKS.md). Clients you build from [`sdk_config`] are
 /// left as the SDK makes them.
 pub fn framework_config(sdk: &aws_config::SdkConfig) -> aws_config::SdkConfig {
-    let mut timeouts = sdk
-        .timeout_config()
-        .map(|t| t.to_builder())
-        .unwrap_or_default();
-    if sdk
-        .timeout_config()
+    let configured = sdk.timeout_config();
+    let mut timeouts = configured.map(|t| t.to_builder()).unwrap_or_default();
+    if configured
         .and_then(|t| t.operation_attempt_timeout())
         .is_none()
     {
@@ -67,9 +65,7 @@ pub fn framework_config(sdk: &aws_config::SdkConfig) -> aws_config::SdkConfig {
     }
     sdk.to_builder()
         .timeout_config(timeouts.build())
-        .stalled_stream_protection(
-            aws_config::stalled_stream_protection::StalledStreamProtectionConfig::disabled(),
-        )
+        .stalled_stream_protection(StalledStreamProtectionConfig::disabled())
         .build()
 }
 
@@ -81,9 +77,11 @@ pub async fn messenger_from_env() -> Result<Messenger, Error> {
         .table
         .clone()
         .ok_or_else(|| Error::Config("VK_WS_TABLE is required".into()))?;
-    let sdk = framework_config(&sdk_config().await);
-    let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(&sdk), table)
-        .with_scan_segments(config.scan_segments);
+    let sdk = sdk_config().await;
+    // The DynamoDB clients take the framework's settings here; the management API and the
+    // queue apply theirs when they build their clients.
+    let dynamo = aws_sdk_dynamodb::Client::new(&framework_config(&sdk));
+    let store = DynamoStore::new(dynamo.clone(), table).with_scan_segments(config.scan_segments);
     let api = ManagementApi::new(&sdk, &config);
     let endpoint = api.configured_endpoint().ok_or_else(|| {
         Error::Config(
@@ -92,10 +90,7 @@ pub async fn messenger_from_env() -> Result<Messenger, Error> {
     })?;
     let topics = config.topics_table.clone().map(|table| {
         crate::topics::Topics::new(
-            Arc::new(DynamoTopics::new(
-                aws_sdk_dynamodb::Client::new(&sdk),
-                table,
-            )),
+            Arc::new(DynamoTopics::new(dynamo, table)),
             Vec::new(),
             config.max_topics,
         )
