@@ -32,20 +32,14 @@ pub async fn run(dispatcher: Dispatcher, api: ManagementApi) -> Result<(), Error
         let dispatcher = dispatcher.clone();
         let api = api.clone();
         let deadline = remaining(event.context.deadline);
-        // One span per invocation, carrying Lambda's request and X-Ray trace ids; the
-        // dispatcher's per-message span nests inside it.
-        let span = tracing::info_span!(
-            "invocation",
-            request_id = %event.context.request_id,
-            trace_id = %event.context.xray_trace_id.as_deref().unwrap_or("-"),
-        );
+        // lambda_runtime runs this in its `Lambda runtime invoke` span (request id and X-Ray
+        // trace id); the dispatcher's per-message span nests inside it.
         async move {
-            use tracing::Instrument;
             let set = Arc::new(std::sync::Mutex::new(crate::metrics::MetricSet::default()));
             let output = crate::metrics::scope(
                 set.clone(),
                 "-",
-                handle_until(&dispatcher, &api, event.payload.get(), deadline).instrument(span),
+                handle_until(&dispatcher, &api, event.payload.get(), deadline),
             )
             .await;
             if emf {

@@ -435,7 +435,7 @@ impl Messenger {
     pub async fn close(&self, connection_id: &str) -> Result<(), StoreError> {
         match self.delivery.close(connection_id).await {
             Ok(()) | Err(DeliveryError::Gone) => {}
-            Err(e) => tracing::warn!(connection_id, error = %e, "closing connection failed"),
+            Err(e) => tracing::warn!(%connection_id, error = %e, "closing connection failed"),
         }
         if let Some(record) = self.store.remove(connection_id).await? {
             self.removed(record, DisconnectReason::Closed).await;
@@ -709,7 +709,7 @@ impl Messenger {
             Ok(Some(record)) => self.removed(record, DisconnectReason::Gone).await,
             Ok(None) => {}
             Err(e) => {
-                tracing::warn!(connection_id, error = %e, "removing a gone connection failed")
+                tracing::warn!(%connection_id, error = %e, "removing a gone connection failed")
             }
         }
     }

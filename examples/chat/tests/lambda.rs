@@ -733,6 +733,97 @@ async fn every_invocation_writes_cloudwatch_emf_metrics() {
     assert_eq!(failures, 2.0);
 }
 
+/// Log lines written while a message is handled carry its span (connection id, action, `ref`,
+/// user, tenant) inside lambda_runtime's invocation span (Lambda's request id and X-Ray trace
+/// id).
+#[tokio::test]
+async fn log_lines_carry_the_message_span_and_the_lambda_trace_id() {
+    use std::io::BufRead;
+    let client = dynamo_client();
+    let table = fresh_table(&client, "span").await;
+    history_table(&client, &table).await;
+    let runtime = RuntimeApi::start().await;
+    let mgmt = ManagementServer::start().await;
+    let mut child = with_lambda_env(clean_command(), &runtime, &table, &mgmt)
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let _function = Function(child);
+    let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let sink = lines.clone();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            sink.lock().unwrap().push(line);
+        }
+    });
+    let line_with = |needle: &'static str| {
+        let lines = lines.clone();
+        async move {
+            for _ in 0..250 {
+                if let Some(line) = lines.lock().unwrap().iter().find(|l| l.contains(needle)) {
+                    return line.clone();
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            }
+            panic!(
+                "no log line with {needle:?} in {:#?}",
+                lines.lock().unwrap()
+            );
+        }
+    };
+
+    // Alice (no admin role) asks to kick bob, with a `ref`: refused as `forbidden`, and the
+    // log line says who, what, which request and which trace.
+    auth(&runtime, &mgmt, "alice=", "alice", &["acme"]).await;
+    ok(
+        &runtime,
+        message(
+            "alice=",
+            json!({"action": "kick", "ref": "k-1", "userId": "bob"}),
+        ),
+    )
+    .await;
+    let refused = mgmt.posts_to("alice=").pop().expect("no reply to kick");
+    assert_eq!(refused["error"]["code"], "forbidden", "{refused}");
+    let line = line_with("forbidden").await;
+    for field in [
+        "Lambda runtime invoke{requestId=",
+        "xrayTraceId=\"Root=1-00000000-000000000000000000000000\"}:message{",
+        "message{connection_id=alice= ",
+        "action=\"kick\"",
+        "ref=\"k-1\"",
+        "user=\"alice\"",
+        "tenant=\"acme\"",
+    ] {
+        assert!(line.contains(field), "{field} missing in: {line}");
+    }
+
+    // A refused token: the span has the connection and the action, a numeric `ref` as is.
+    ok(&runtime, connect("bob=")).await;
+    ok(
+        &runtime,
+        message(
+            "bob=",
+            json!({"action": "auth", "token": "not.a.jwt", "ref": 7}),
+        ),
+    )
+    .await;
+    let line = line_with("auth refused").await;
+    for field in [
+        "xrayTraceId=\"Root=1-",
+        "message{connection_id=bob= action=\"auth\" ref=7}",
+        "code=invalid_token",
+    ] {
+        assert!(line.contains(field), "{field} missing in: {line}");
+    }
+}
+
 #[tokio::test]
 async fn large_broadcasts_spill_to_the_fanout_queue_and_sqs_invocations_deliver_them() {
     let client = dynamo_client();

@@ -245,7 +245,7 @@ impl ApiGatewayDelivery {
                     crate::metrics::count(crate::metrics::Count::Throttled, 1);
                     let base = self.policy.base_delay * 2u32.saturating_pow(attempt - 1);
                     let jitter = base.mul_f64(rand::random::<f64>() * 0.5);
-                    tracing::debug!(connection_id, attempt, %code, "throttled; retrying");
+                    tracing::debug!(%connection_id, attempt, %code, "throttled; retrying");
                     tokio::time::sleep(base + jitter).await;
                     attempt += 1;
                 }

@@ -25,6 +25,12 @@ impl Dispatcher {
         let ttl = self.clock.now_secs() + self.session_ttl_secs;
         match self.store.authenticate(id, &identity, ttl).await {
             Ok(record) => {
+                // The rest of this message's span (and the app's `on_auth` hook) knows who.
+                let span = tracing::Span::current();
+                span.record("user", identity.user_id.as_str());
+                if let Some(tenant) = &record.tenant_id {
+                    span.record("tenant", tenant.as_str());
+                }
                 let frame = protocol::auth_success(
                     &identity.user_id,
                     record.tenant_id.as_deref(),
@@ -34,9 +40,9 @@ impl Dispatcher {
                 if self.traffic_log {
                     tracing::info!(
                         target: "venturekit_ws::local",
-                        connection_id = id,
+                        connection_id = %id,
                         user = %identity.user_id,
-                        tenant = record.tenant_id.as_deref().unwrap_or("-"),
+                        tenant = %record.tenant_id.as_deref().unwrap_or("-"),
                         "authenticated"
                     );
                 }
@@ -61,7 +67,7 @@ impl Dispatcher {
                 self.auth_failed(connections, id, failure, reference).await
             }
             Err(StoreError::Backend(e)) => {
-                tracing::error!(connection_id = id, error = %e, "auth: updating the record failed");
+                tracing::error!(connection_id = %id, error = %e, "auth: updating the record failed");
                 reply(
                     connections,
                     id,
@@ -126,7 +132,7 @@ impl Dispatcher {
         let fail = |code, message: &str| protocol::auth_failure(code, message, reference);
         crate::metrics::auth_failure(failure.code.as_str());
         if failure.code == ErrorCode::Internal {
-            tracing::warn!(connection_id = id, reason = %failure.message, "auth could not be checked");
+            tracing::warn!(connection_id = %id, reason = %failure.message, "auth could not be checked");
             let frame = fail(failure.code, &failure.message);
             return reply(connections, id, &frame).await;
         }
@@ -139,11 +145,11 @@ impl Dispatcher {
                 return close(connections, id).await;
             }
             Err(e) => {
-                tracing::warn!(connection_id = id, error = %e, "auth failure counter failed");
+                tracing::warn!(connection_id = %id, error = %e, "auth failure counter failed");
                 0
             }
         };
-        tracing::info!(connection_id = id, code = %failure.code, failures, "auth refused");
+        tracing::info!(connection_id = %id, code = %failure.code, failures, "auth refused");
         if failures >= self.limits.max_auth_failures {
             let message = format!("{}; too many failed attempts, closing", failure.message);
             reply(connections, id, &fail(failure.code, &message)).await;

@@ -21,7 +21,7 @@ impl Dispatcher {
             Ok(Some((_, record))) => RateCheck::Allowed(record),
             Ok(None) => RateCheck::NoRecord,
             Err(e) => {
-                tracing::warn!(connection_id = id, error = %e, "rate counter failed; message allowed");
+                tracing::warn!(connection_id = %id, error = %e, "rate counter failed; message allowed");
                 RateCheck::Allowed(None)
             }
         }
@@ -52,7 +52,7 @@ impl Dispatcher {
             }),
             // Our infrastructure failed, not the client: retryable, and the socket stays open.
             Err(e) => {
-                tracing::error!(connection_id = id, error = %e, "guard: reading the record failed");
+                tracing::error!(connection_id = %id, error = %e, "guard: reading the record failed");
                 Err(Refusal {
                     code: ErrorCode::Internal,
                     message: "could not verify the connection; try again",

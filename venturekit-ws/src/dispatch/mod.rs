@@ -324,7 +324,7 @@ impl Dispatcher {
             Ok(Some(record)) => messenger.removed(record, DisconnectReason::Client).await,
             Ok(None) => {}
             Err(e) => {
-                tracing::warn!(connection_id, error = %e, "$disconnect: removing the record failed")
+                tracing::warn!(%connection_id, error = %e, "$disconnect: removing the record failed")
             }
         }
     }
@@ -400,7 +400,8 @@ impl Dispatcher {
         let span = tracing::Span::current();
         span.record("action", known);
         if let Ok(Ok(Some(reference))) = parsed.as_ref().map(|e| e.reference.as_ref()) {
-            span.record("ref", reference.as_json());
+            // As JSON: `ref="r1"` for a string, `ref=7` for a number.
+            span.record("ref", tracing::field::display(reference.as_json()));
         }
         if let Ok(Ok(action)) = parsed.as_ref().map(|e| e.action.as_ref()) {
             let _ = TRAFFIC.try_with(|t| {
@@ -585,7 +586,7 @@ impl Dispatcher {
 
 async fn close(connections: &Messenger, id: &str) {
     if let Err(e) = connections.close(id).await {
-        tracing::warn!(connection_id = id, error = %e, "closing an expired connection failed");
+        tracing::warn!(connection_id = %id, error = %e, "closing an expired connection failed");
     }
 }
 
@@ -621,7 +622,7 @@ async fn reply(connections: &Messenger, id: &str, frame: &str) {
     });
     match connections.post_text(id, frame).await {
         Ok(()) | Err(DeliveryError::Gone) => {}
-        Err(e) => tracing::warn!(connection_id = id, error = %e, "posting a reply failed"),
+        Err(e) => tracing::warn!(connection_id = %id, error = %e, "posting a reply failed"),
     }
 }
 

@@ -153,7 +153,7 @@ impl Dispatcher {
             Ok(Some(removed)) => removed,
             Ok(None) => return Outcome::Skipped,
             Err(e) => {
-                tracing::warn!(connection_id = id, error = %e, "sweep: removing failed; retried next sweep");
+                tracing::warn!(connection_id = %id, error = %e, "sweep: removing failed; retried next sweep");
                 return Outcome::Skipped;
             }
         };
@@ -186,9 +186,9 @@ impl Dispatcher {
                 Outcome::Removed { closed }
             }
             Err(e) => {
-                tracing::warn!(connection_id = id, error = %e, "sweep: closing failed; the record is kept for the next sweep");
+                tracing::warn!(connection_id = %id, error = %e, "sweep: closing failed; the record is kept for the next sweep");
                 if let Err(e) = self.store.save(&removed).await {
-                    tracing::warn!(connection_id = id, error = %e, "sweep: putting the record back failed");
+                    tracing::warn!(connection_id = %id, error = %e, "sweep: putting the record back failed");
                 }
                 Outcome::Kept
             }

@@ -66,7 +66,7 @@ impl Dispatcher {
             {
                 Ok(_) => reply(messenger, id, &ok("vk:leave")).await,
                 Err(e) => {
-                    tracing::error!(connection_id = id, error = %e, "vk:leave failed");
+                    tracing::error!(connection_id = %id, error = %e, "vk:leave failed");
                     let frame = error(ErrorCode::Internal, crate::error::INTERNAL_MESSAGE);
                     reply(messenger, id, &frame).await
                 }
@@ -91,7 +91,7 @@ impl Dispatcher {
             Err(why) => {
                 let why = WsError::from(why);
                 if why.code() == ErrorCode::Internal {
-                    tracing::error!(connection_id = id, error = %why, "vk:join failed");
+                    tracing::error!(connection_id = %id, error = %why, "vk:join failed");
                 }
                 return reply(messenger, id, &error(why.code(), why.message())).await;
             }
@@ -100,7 +100,7 @@ impl Dispatcher {
         // Joined and told so: a presence read failing now is logged, not answered with an
         // error after the ack (the membership stands).
         if let Err(why) = topics.announce_joined(messenger, &member).await {
-            tracing::error!(connection_id = id, error = %why, "vk:join: sending presence failed");
+            tracing::error!(connection_id = %id, error = %why, "vk:join: sending presence failed");
         }
     }
 }

@@ -339,7 +339,7 @@ impl Topics {
                 }
             }
             Err(e) => {
-                tracing::warn!(connection_id, error = %e, "leaving the topics of a removed connection failed")
+                tracing::warn!(%connection_id, error = %e, "leaving the topics of a removed connection failed")
             }
         }
     }
