@@ -28,11 +28,29 @@ pub(crate) fn decode_message<T: de::DeserializeOwned>(
         if path == "." || path.is_empty() {
             format!("invalid message: {inner}")
         } else {
-            format!("invalid field `{path}`: {inner}")
+            format!("invalid field `{}`: {inner}", short_path(&path))
         }
     })?;
     de.end().map_err(|e| format!("invalid message: {e}"))?;
     Ok(value)
+}
+
+/// The longest field path an error names whole; longer ones (deep nesting, long keys chosen by
+/// the client) keep their start and end, so that the reason after the path stays readable in
+/// an error frame, whose message is cut at [`crate::protocol::MAX_ERROR_MESSAGE_CHARS`].
+const MAX_PATH_CHARS: usize = 120;
+
+fn short_path(path: &str) -> Cow<'_, str> {
+    let chars = path.chars().count();
+    if chars <= MAX_PATH_CHARS {
+        return Cow::Borrowed(path);
+    }
+    let head = crate::protocol::clip(path, MAX_PATH_CHARS / 2);
+    let tail_start = path
+        .char_indices()
+        .nth(chars - MAX_PATH_CHARS / 3)
+        .map_or(path.len(), |(i, _)| i);
+    Cow::Owned(format!("{head}…{}", &path[tail_start..]))
 }
 
 /// A deserializer whose top-level map hides the keys in `skip`.
@@ -302,5 +320,44 @@ mod tests {
         assert!(err.starts_with("invalid field `to`"), "{err}");
         let err = decode_message::<Strict>(r#"{"action":"s","n":1}"#, SKIP).unwrap_err();
         assert!(err.contains("missing field `to`"), "{err}");
+    }
+
+    #[test]
+    fn long_paths_are_shortened_and_the_reason_kept() {
+        #[derive(Debug, Deserialize)]
+        #[allow(dead_code)]
+        struct Data {
+            data: serde_json::Value,
+        }
+        // Nested past serde_json's recursion limit.
+        let body = format!(
+            r#"{{"action":"a","data":{}{}}}"#,
+            "[".repeat(200),
+            "]".repeat(200)
+        );
+        let err = decode_message::<Data>(&body, SKIP).unwrap_err();
+        assert!(err.starts_with("invalid field `data[0][0]"), "{err}");
+        assert!(err.contains("…"), "{err}");
+        assert!(err.contains("recursion limit exceeded"), "{err}");
+        assert!(err.chars().count() < 250, "{err}");
+        // A long key chosen by the client, before a wrong type.
+        #[derive(Debug, Deserialize)]
+        #[allow(dead_code)]
+        struct Counts {
+            counts: std::collections::HashMap<String, u32>,
+        }
+        let body = format!(
+            r#"{{"action":"a","counts":{{"{}é":"x"}}}}"#,
+            "k".repeat(5000)
+        );
+        let err = decode_message::<Counts>(&body, SKIP).unwrap_err();
+        assert!(err.starts_with("invalid field `counts.kkk"), "{err}");
+        assert!(
+            err.contains("kké`: invalid type: string \"x\", expected u32"),
+            "{err}"
+        );
+        assert!(err.chars().count() < 250, "{err}");
+        // Short paths are whole.
+        assert_eq!(super::short_path("a.b[3].c"), "a.b[3].c");
     }
 }
