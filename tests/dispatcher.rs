@@ -458,3 +458,36 @@ async fn the_sweeper_runs_the_disconnect_hook_with_reason_expired() {
     h.dispatcher.sweep(&messenger).await.unwrap();
     assert_eq!(h.delivery.posts_to("peer=").len(), 1);
 }
+
+/// After a deploy, thousands of rows can be stale. The first broadcast finds them gone; the
+/// chat's disconnect hook tells the tenant about each, and those sends find more gone rows.
+/// Every hook runs once, one after another: not one stack frame deeper per stale row (2,000
+/// nested hooks overflowed the stack before).
+#[tokio::test]
+async fn a_chain_of_stale_connections_runs_each_disconnect_hook_once() {
+    let h = harness();
+    authed(&h, ID, "alice", None).await;
+    let stale = 2000;
+    for i in 0..stale {
+        let id = format!("stale{i}=");
+        authed(&h, &id, &format!("u{i}"), None).await;
+        h.delivery.gone.lock().unwrap().insert(id);
+    }
+    h.handle(&message_event(r#"{"action":"broadcast","data":1}"#))
+        .await;
+    let to_alice = h.delivery.posts_to(ID);
+    let mut left: Vec<String> = to_alice
+        .iter()
+        .filter(|f| f["action"] == "left")
+        .map(|f| f["userId"].as_str().unwrap().to_owned())
+        .collect();
+    left.sort();
+    left.dedup();
+    assert_eq!(left.len(), stale, "each stale user's leave is told once");
+    assert_eq!(
+        to_alice.iter().filter(|f| f["action"] == "left").count(),
+        stale
+    );
+    assert_eq!(h.store.get_by_user("u0").await.unwrap(), vec![]);
+    assert!(h.store.get(ID).await.unwrap().is_some());
+}

@@ -149,6 +149,14 @@ impl std::fmt::Debug for Messenger {
     }
 }
 
+/// Removals found while a removal's hook runs, waiting for the outermost one to run them.
+type RemovedQueue =
+    Arc<std::sync::Mutex<std::collections::VecDeque<(Connection, DisconnectReason)>>>;
+
+tokio::task_local! {
+    static REMOVED_QUEUE: RemovedQueue;
+}
+
 /// Counts one post's outcome in the current metrics scope.
 fn count_delivery(result: &Result<(), DeliveryError>) {
     use crate::metrics::{Count, count};
@@ -349,24 +357,53 @@ impl Messenger {
     }
 
     /// Runs the disconnect hook (if any) for a record this messenger or its dispatcher
-    /// removed. Boxed: a hook may send, and a send may remove (and so hook) again.
+    /// removed, and takes the connection out of its topics.
+    ///
+    /// A hook may send, a send may find gone connections, and removing those runs hooks
+    /// again. Those nested removals are not run inside the send that found them: they wait
+    /// in a queue the outermost call works off one after another, so a chain of stale
+    /// connections (thousands after a deploy) costs a loop, not a stack frame per connection.
     pub(crate) fn removed(
         &self,
         record: Connection,
         reason: DisconnectReason,
     ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + '_>> {
-        Box::pin(async move {
-            if let Some(topics) = &self.topics {
-                let now = self.clock.now_secs();
-                topics
-                    .connection_removed(self, &record.connection_id, now)
-                    .await;
+        let mut pending = Some((record, reason));
+        let queued = REMOVED_QUEUE.try_with(|queue| {
+            queue
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .extend(pending.take())
+        });
+        if queued.is_ok() {
+            // An outer call is working the queue off; it runs this one after its own.
+            return Box::pin(std::future::ready(()));
+        }
+        let pending: RemovedQueue = Arc::new(std::sync::Mutex::new(pending.into_iter().collect()));
+        let queue = pending.clone();
+        Box::pin(REMOVED_QUEUE.scope(pending, async move {
+            loop {
+                let next = queue
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .pop_front();
+                let Some((record, reason)) = next else { break };
+                self.run_removed(record, reason).await;
             }
-            if let Some(on) = &self.on_removed {
-                let ctx = HookCtx::new(self.clone(), on.app.clone());
-                (on.hook)(record, reason, ctx).await;
-            }
-        })
+        }))
+    }
+
+    async fn run_removed(&self, record: Connection, reason: DisconnectReason) {
+        if let Some(topics) = &self.topics {
+            let now = self.clock.now_secs();
+            topics
+                .connection_removed(self, &record.connection_id, now)
+                .await;
+        }
+        if let Some(on) = &self.on_removed {
+            let ctx = HookCtx::new(self.clone(), on.app.clone());
+            (on.hook)(record, reason, ctx).await;
+        }
     }
 
     /// Sets how many posts a fan-out keeps in flight (at least 1).
@@ -431,7 +468,8 @@ impl Messenger {
     }
 
     /// Closes a connection and removes its record (the disconnect hook runs with
-    /// [`DisconnectReason::Closed`] when this call removed it).
+    /// [`DisconnectReason::Closed`] when this call removed it; called from a disconnect
+    /// hook, that run waits until the calling hook returns).
     pub async fn close(&self, connection_id: &str) -> Result<(), StoreError> {
         match self.delivery.close(connection_id).await {
             Ok(()) | Err(DeliveryError::Gone) => {}

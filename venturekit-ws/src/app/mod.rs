@@ -184,6 +184,11 @@ impl App {
     /// Runs `hook` once for every connection whose record is removed, with the record as
     /// it was and why: `$disconnect` ([`DisconnectReason::Client`]), a 410 during a
     /// delivery (`Gone`), the sweeper (`Expired`), or the server closing it (`Closed`).
+    ///
+    /// The hook may send. Connections its sends find gone (or that it closes) have their
+    /// own hook runs queued until this one returns, then run in turn: a broadcast that
+    /// meets thousands of stale rows runs thousands of hooks one after another, never
+    /// one inside another.
     pub fn on_disconnect<F, Fut>(mut self, hook: F) -> Self
     where
         F: Fn(Connection, DisconnectReason, HookCtx) -> Fut + Send + Sync + 'static,
