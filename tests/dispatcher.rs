@@ -60,11 +60,12 @@ struct Harness {
 }
 
 fn harness() -> Harness {
+    harness_of(chat_app(config()))
+}
+
+fn harness_of(app: venturekit_ws::App) -> Harness {
     let store = Arc::new(MemoryStore::new());
-    let dispatcher = chat_app(config())
-        .store(store.clone())
-        .dispatcher(Mode::Lambda)
-        .unwrap();
+    let dispatcher = app.store(store.clone()).dispatcher(Mode::Lambda).unwrap();
     Harness {
         dispatcher,
         store,
@@ -459,6 +460,15 @@ async fn the_sweeper_runs_the_disconnect_hook_with_reason_expired() {
     assert_eq!(h.delivery.posts_to("peer=").len(), 1);
 }
 
+/// `n` authenticated records (users `u0`..) whose sockets are gone: posts to them get 410.
+async fn stale_rows(h: &Harness, n: usize) {
+    for i in 0..n {
+        let id = format!("stale{i}=");
+        authed(h, &id, &format!("u{i}"), None).await;
+        h.delivery.gone.lock().unwrap().insert(id);
+    }
+}
+
 /// After a deploy, thousands of rows can be stale. The first broadcast finds them gone; the
 /// chat's disconnect hook tells the tenant about each, and those sends find more gone rows.
 /// Every hook runs once, one after another: not one stack frame deeper per stale row (2,000
@@ -468,11 +478,7 @@ async fn a_chain_of_stale_connections_runs_each_disconnect_hook_once() {
     let h = harness();
     authed(&h, ID, "alice", None).await;
     let stale = 2000;
-    for i in 0..stale {
-        let id = format!("stale{i}=");
-        authed(&h, &id, &format!("u{i}"), None).await;
-        h.delivery.gone.lock().unwrap().insert(id);
-    }
+    stale_rows(&h, stale).await;
     h.handle(&message_event(r#"{"action":"broadcast","data":1}"#))
         .await;
     let to_alice = h.delivery.posts_to(ID);
@@ -489,5 +495,50 @@ async fn a_chain_of_stale_connections_runs_each_disconnect_hook_once() {
         stale
     );
     assert_eq!(h.store.get_by_user("u0").await.unwrap(), vec![]);
+    assert!(h.store.get(ID).await.unwrap().is_some());
+}
+
+/// A panicking disconnect hook is the app's bug, not the framework's: it is caught and
+/// logged, the hooks queued behind it still run, and the message that found the stale
+/// connections is answered as usual.
+#[tokio::test]
+async fn a_panicking_disconnect_hook_does_not_stop_the_hooks_queued_behind_it() {
+    let app = chat_app(config()).on_disconnect(|record, _reason, ctx| async move {
+        let notice = json!({"action": "left", "userId": record.user_id});
+        let _ = ctx.all_tenants().broadcast(&notice).await;
+        panic!("a hook with a bug");
+    });
+    let h = harness_of(app);
+    authed(&h, ID, "alice", None).await;
+    let stale = 50;
+    stale_rows(&h, stale).await;
+    h.handle(&message_event(
+        r#"{"action":"broadcast","ref":"b1","data":1}"#,
+    ))
+    .await;
+    let to_alice = h.delivery.posts_to(ID);
+    let left = to_alice.iter().filter(|f| f["action"] == "left").count();
+    assert_eq!(left, stale, "every hook ran once: {to_alice:?}");
+    let reply = to_alice.iter().find(|f| f["ref"] == "b1").unwrap();
+    assert_eq!(reply["action"], "broadcast", "{reply}");
+}
+
+/// A panicking connect hook refuses the connection with 500 (the app failed; a refusal is
+/// 403) and saves nothing; the next connection is handled as usual.
+#[tokio::test]
+async fn a_panicking_connect_hook_answers_500_and_saves_nothing() {
+    let app = chat_app(config()).on_connect(|request, _ctx| async move {
+        if request.query.contains_key("panic") {
+            panic!("a hook with a bug");
+        }
+        Ok(())
+    });
+    let h = harness_of(app);
+    let mut event = fixture("example-apigw-websocket-request-without-method.json");
+    event["queryStringParameters"] = json!({"panic": "1"});
+    assert_eq!(h.handle(&event).await, 500);
+    assert!(h.store.get(ID).await.unwrap().is_none());
+    event["queryStringParameters"] = json!({});
+    assert_eq!(h.handle(&event).await, 200);
     assert!(h.store.get(ID).await.unwrap().is_some());
 }

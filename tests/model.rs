@@ -83,6 +83,9 @@ fn model_app() -> (App, Arc<Seen>) {
             async move {
                 let agent = request.headers.get("x-client").cloned().unwrap_or_default();
                 seen.0.lock().unwrap().push(format!("connect {agent}"));
+                if request.query.contains_key("panic") {
+                    panic!("a connect hook with a bug");
+                }
                 match request.query.get("refuse") {
                     Some(_) => Err(WsError::forbidden("refused by the test")),
                     None => Ok(()),
@@ -93,6 +96,9 @@ fn model_app() -> (App, Arc<Seen>) {
             let seen = on_auth.clone();
             async move {
                 let user = record.user_id.unwrap_or_default();
+                if user == "panicky" {
+                    panic!("an auth hook with a bug");
+                }
                 seen.0.lock().unwrap().push(format!("auth {user}"));
             }
         });
@@ -304,6 +310,33 @@ async fn hooks_see_connects_and_auths_and_may_refuse() {
     );
 }
 
+/// Hooks with bugs: a panicking connect hook answers the upgrade with HTTP 500 and saves
+/// nothing; a panicking auth hook leaves the connection authenticated and working; the
+/// server goes on serving.
+#[tokio::test]
+async fn a_panicking_hook_is_an_error_not_an_outage() {
+    let (app, _seen) = model_app();
+    let server = start(app).await;
+    let failed = tokio_tungstenite::connect_async(format!("ws://{}/?panic=1", server.addr)).await;
+    match failed {
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+            assert_eq!(response.status(), 500)
+        }
+        other => panic!("expected HTTP 500, got {other:?}"),
+    }
+    assert!(records(server.addr).await.is_empty());
+    let mut panicky = Client::authed(server.addr, "panicky", &[]).await;
+    panicky
+        .send(json!({"action": "echo", "text": "still here"}))
+        .await;
+    assert_eq!(panicky.recv().await, json!("still here"));
+    let mut alice = Client::authed(server.addr, "alice", &[]).await;
+    alice.send(json!({"action": "seen"})).await;
+    let seen: Vec<String> = serde_json::from_value(alice.recv().await).unwrap();
+    // Three connects (the panicking one got that far), one auth hook finished.
+    assert_eq!(seen, ["connect ", "connect ", "connect ", "auth alice"]);
+}
+
 #[tokio::test]
 async fn a_public_action_sends_in_the_callers_scope_or_not_at_all() {
     let (app, _) = model_app();
@@ -368,4 +401,79 @@ async fn plain_functions_are_actions_without_the_macro() {
         admin.recv().await,
         json!({"action": "plain_admin", "user": "root"})
     );
+}
+
+/// A message type whose hand-written `Deserialize` panics on `"boom"`.
+struct Fragile;
+
+impl<'de> Deserialize<'de> for Fragile {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let value = Value::deserialize(deserializer)?;
+        if value["text"] == "boom" {
+            panic!("a Deserialize impl with a bug");
+        }
+        Ok(Fragile)
+    }
+}
+
+#[ws_action("fragile")]
+async fn fragile(_ctx: Ctx, _msg: Fragile) -> Result<Value, WsError> {
+    Ok(json!({"action": "fragile", "ok": true}))
+}
+
+/// The app's code that runs before a handler — the app-wide rule, a topic rule, a message
+/// type's `Deserialize` — panicking is answered `internal` (with the `ref`), never silence,
+/// and the connection goes on.
+#[tokio::test]
+async fn panics_before_the_handler_are_answered_internal() {
+    let app = chat_app(config())
+        .actions(actions![fragile])
+        .authorize(|call| {
+            if call.connection.user_id.as_deref() == Some("rule-breaker") {
+                panic!("an authorization rule with a bug");
+            }
+            Ok(())
+        })
+        .topic(
+            venturekit_ws::TopicRule::new("boom:*")
+                .authorize(|_connection, _topic| panic!("a topic rule with a bug")),
+        );
+    let server = start(app).await;
+    let mut c = Client::authed(server.addr, "alice", &[]).await;
+    c.send(json!({"action": "fragile", "ref": "f1", "text": "boom"}))
+        .await;
+    assert_eq!(
+        c.recv().await,
+        json!({"action": "error", "requestAction": "fragile", "ref": "f1",
+               "error": {"code": "internal", "message": "internal error"}})
+    );
+    c.send(json!({"action": "fragile", "ref": "f2", "text": "fine"}))
+        .await;
+    assert_eq!(
+        c.recv().await,
+        json!({"action": "fragile", "ref": "f2", "ok": true})
+    );
+    c.send(json!({"action": "vk:join", "ref": "j1", "topic": "boom:1"}))
+        .await;
+    let reply = c.recv().await;
+    assert_eq!(
+        (reply["ref"].clone(), reply["error"]["code"].clone()),
+        (json!("j1"), json!("internal")),
+        "{reply}"
+    );
+    let mut breaker = Client::authed(server.addr, "rule-breaker", &[]).await;
+    breaker
+        .send(json!({"action": "fragile", "ref": 3, "text": "fine"}))
+        .await;
+    let reply = breaker.recv().await;
+    assert_eq!(
+        (reply["ref"].clone(), reply["error"]["code"].clone()),
+        (json!(3), json!("internal")),
+        "{reply}"
+    );
+    // Both connections still work.
+    for client in [&mut c, &mut breaker] {
+        client.send(json!({"action": "ping", "ref": 9})).await;
+        assert_eq!(client.recv().await["action"], "pong");
+    }
 }

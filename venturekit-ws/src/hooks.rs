@@ -6,6 +6,10 @@
 //! [`DisconnectReason`]. Deletes that find no record (someone else got there first) run
 //! nothing.
 //!
+//! A hook that panics is caught like a panicking handler (with `panic = "unwind"`): a
+//! panicking connect hook answers `$connect` with 500 and nothing is saved; a panicking auth
+//! or disconnect hook is logged at error level and the rest goes on.
+//!
 //! ```
 //! use venturekit_ws::{App, Config, DisconnectReason};
 //! use venturekit_ws::messaging::Scope;

@@ -69,6 +69,7 @@ pub mod store;
 #[cfg(feature = "testing")]
 pub mod testing;
 pub mod topics;
+mod unwind;
 
 pub use action::{Action, ActionDef, ActionFuture, Handler, IntoReply};
 pub use app::{App, Mode};

@@ -160,24 +160,42 @@ impl App {
 
     /// Runs `hook` on every new connection, before its record is saved. It sees the
     /// upgrade request's headers and query string; `Err` refuses the connection (HTTP 403
-    /// from the local server, status 403 from `$connect` on Lambda). See [`crate::hooks`].
+    /// from the local server, status 403 from `$connect` on Lambda). An `internal` error
+    /// ([`crate::WsError::internal`]) or a panic in the hook is the app failing rather than
+    /// refusing: status 500, logged at error level. See [`crate::hooks`].
     pub fn on_connect<F, Fut>(mut self, hook: F) -> Self
     where
         F: Fn(ConnectRequest, HookCtx) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<(), crate::WsError>> + Send + 'static,
     {
-        self.hooks.on_connect = Some(Arc::new(move |request, ctx| Box::pin(hook(request, ctx))));
+        let hook = Arc::new(hook);
+        self.hooks.on_connect = Some(Arc::new(move |request, ctx| {
+            let hook = hook.clone();
+            Box::pin(async move {
+                crate::unwind::caught("on_connect", async move { hook(request, ctx).await })
+                    .await
+                    .unwrap_or_else(|| {
+                        Err(crate::WsError::internal("the on_connect hook panicked"))
+                    })
+            })
+        }));
         self
     }
 
     /// Runs `hook` after every successful `auth` (after the reply), with the authenticated
-    /// record.
+    /// record. A panic in the hook is caught and logged; the connection stays authenticated.
     pub fn on_auth<F, Fut>(mut self, hook: F) -> Self
     where
         F: Fn(Connection, HookCtx) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = ()> + Send + 'static,
     {
-        self.hooks.on_auth = Some(Arc::new(move |record, ctx| Box::pin(hook(record, ctx))));
+        let hook = Arc::new(hook);
+        self.hooks.on_auth = Some(Arc::new(move |record, ctx| {
+            let hook = hook.clone();
+            Box::pin(async move {
+                crate::unwind::caught("on_auth", async move { hook(record, ctx).await }).await;
+            })
+        }));
         self
     }
 
@@ -188,14 +206,23 @@ impl App {
     /// The hook may send. Connections its sends find gone (or that it closes) have their
     /// own hook runs queued until this one returns, then run in turn: a broadcast that
     /// meets thousands of stale rows runs thousands of hooks one after another, never
-    /// one inside another.
+    /// one inside another. A panic in the hook is caught and logged; the hook runs queued
+    /// behind it still run.
     pub fn on_disconnect<F, Fut>(mut self, hook: F) -> Self
     where
         F: Fn(Connection, DisconnectReason, HookCtx) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = ()> + Send + 'static,
     {
+        let hook = Arc::new(hook);
         self.hooks.on_disconnect = Some(Arc::new(move |record, reason, ctx| {
-            Box::pin(hook(record, reason, ctx))
+            let hook = hook.clone();
+            Box::pin(async move {
+                crate::unwind::caught(
+                    "on_disconnect",
+                    async move { hook(record, reason, ctx).await },
+                )
+                .await;
+            })
         }));
         self
     }

@@ -31,9 +31,7 @@ use crate::protocol::{self, ErrorCode, MAX_MESSAGE_BYTES, Ref};
 use crate::state::States;
 use crate::store::{Connection, ConnectionStore, StoreError};
 use crate::topics::Topics;
-use futures_util::FutureExt;
 use std::collections::HashMap;
-use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 
 /// Runs API Gateway WebSocket events through the registered actions.
@@ -268,6 +266,10 @@ impl Dispatcher {
                 if let Some(hook) = &self.hooks.on_connect {
                     let ctx = HookCtx::new(self.messenger(delivery), self.app.clone());
                     if let Err(refused) = hook(connect_request(event, &request), ctx).await {
+                        if refused.code() == ErrorCode::Internal {
+                            tracing::error!(connection_id = %request.connection_id, error = %refused, "$connect: the app's hook failed");
+                            return response(500);
+                        }
                         tracing::info!(connection_id = %request.connection_id, reason = %refused, "$connect refused by the app");
                         return response(403);
                     }
@@ -527,9 +529,16 @@ impl Dispatcher {
                     if let Some(tenant) = &record.tenant_id {
                         span.record("tenant", tenant.as_str());
                     }
-                    if let Err(why) = self.authorize(&def, &record) {
-                        tracing::info!(connection_id = %id, action = name, reason = %why, "forbidden");
-                        return reply(connections, &id, &error(ErrorCode::Forbidden, &why)).await;
+                    match crate::unwind::caught_now("the authorization rule", || {
+                        self.authorize(&def, &record)
+                    }) {
+                        Some(Ok(())) => {}
+                        Some(Err(why)) => {
+                            tracing::info!(connection_id = %id, action = name, reason = %why, "forbidden");
+                            return reply(connections, &id, &error(ErrorCode::Forbidden, &why))
+                                .await;
+                        }
+                        None => return reply(connections, &id, &internal(name, reference)).await,
                     }
                     Some(record)
                 }
@@ -545,22 +554,25 @@ impl Dispatcher {
         };
         let ctx = Ctx::with_app(request, name, record, connections.clone(), self.app.clone());
         let envelope_fields = [self.selection_field.as_str(), "ref"];
-        let future = match def.invoke(ctx, body, &envelope_fields) {
-            Ok(future) => future,
-            Err(message) => {
+        // Decoding runs the message type's `Deserialize`, which the app may have written.
+        let invoked = crate::unwind::caught_now("decoding the message", || {
+            def.invoke(ctx, body, &envelope_fields)
+        });
+        let future = match invoked {
+            Some(Ok(future)) => future,
+            Some(Err(message)) => {
                 return reply(connections, &id, &error(ErrorCode::BadRequest, &message)).await;
             }
+            None => return reply(connections, &id, &internal(name, reference)).await,
         };
-        let outcome = match AssertUnwindSafe(future).catch_unwind().await {
-            Ok(outcome) => outcome,
-            Err(_) => {
-                tracing::error!(connection_id = %id, action = name, "handler panicked");
+        let outcome = crate::unwind::caught("the handler", future)
+            .await
+            .unwrap_or_else(|| {
                 Err(crate::WsError::new(
                     ErrorCode::Internal,
                     crate::error::INTERNAL_MESSAGE,
                 ))
-            }
-        };
+            });
         match outcome.map(|text| protocol::with_ref(name, text, reference)) {
             Ok(None) => {}
             Ok(Some(text)) if text.len() > MAX_MESSAGE_BYTES => {
@@ -582,6 +594,16 @@ impl Dispatcher {
             }
         }
     }
+}
+
+/// The `internal` error frame for `action`.
+fn internal(action: &str, reference: Option<&Ref>) -> String {
+    protocol::error_frame_ref(
+        Some(action),
+        reference,
+        ErrorCode::Internal,
+        crate::error::INTERNAL_MESSAGE,
+    )
 }
 
 async fn close(connections: &Messenger, id: &str) {

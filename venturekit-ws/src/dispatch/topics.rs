@@ -72,9 +72,15 @@ impl Dispatcher {
                 }
             };
         }
-        let allowed = topics
-            .rule_for(&name)
-            .is_some_and(|rule| rule.allows(&record, &name));
+        let allowed = crate::unwind::caught_now("the topic rule", || {
+            topics
+                .rule_for(&name)
+                .is_some_and(|rule| rule.allows(&record, &name))
+        });
+        let Some(allowed) = allowed else {
+            let frame = error(ErrorCode::Internal, crate::error::INTERNAL_MESSAGE);
+            return reply(messenger, id, &frame).await;
+        };
         if !allowed {
             let why = format!("joining `{}` is not allowed", protocol::clip(&name, 64));
             return reply(messenger, id, &error(ErrorCode::Forbidden, &why)).await;
