@@ -11,7 +11,7 @@ use venturekit_ws::auth::Identity;
 use venturekit_ws::clock::now_secs;
 use venturekit_ws::lambda::Invocation;
 use venturekit_ws::{
-    Connection, ConnectionStore, Delivery, DeliveryError, Dispatcher, MemoryStore, Mode,
+    Connection, ConnectionStore, Delivery, DeliveryError, Dispatcher, MemoryStore, Mode, TopicStore,
 };
 use venturekit_ws_tests::*;
 
@@ -541,4 +541,66 @@ async fn a_panicking_connect_hook_answers_500_and_saves_nothing() {
     event["queryStringParameters"] = json!({});
     assert_eq!(h.handle(&event).await, 200);
     assert!(h.store.get(ID).await.unwrap().is_some());
+}
+
+/// The same chain through topic presence: 2,000 stale members of a presence topic; the
+/// first 410 removes one, its leave is announced to the members, which meets the next 410,
+/// and so on. Each removal leaves its topics once, one after another, and the live member
+/// hears the count fall to 1.
+#[tokio::test]
+async fn a_chain_of_stale_topic_members_leaves_one_after_another() {
+    let topics = Arc::new(venturekit_ws::MemoryTopics::new());
+    let app = chat_app(config())
+        .topic_store(topics.clone())
+        .on_disconnect(|_record, _reason, _ctx| async {});
+    let h = harness_of(app);
+    authed(&h, ID, "alice", None).await;
+    let stale = 2000;
+    stale_rows(&h, stale).await;
+    let key = venturekit_ws::topics::topic_key(None, "room:1");
+    let ids = std::iter::once(ID.to_owned()).chain((0..stale).map(|i| format!("stale{i}=")));
+    for (n, id) in ids.enumerate() {
+        let member = venturekit_ws::topics::TopicMember {
+            topic: key.clone(),
+            connection_id: id,
+            user_id: format!("u{n}"),
+            meta: Default::default(),
+            joined_at: n as i64,
+            ttl: now_secs() + 100,
+        };
+        topics.join(&member).await.unwrap();
+    }
+    h.handle(&message_event(r#"{"action":"broadcast","data":1}"#))
+        .await;
+    let members = topics.members(&key, now_secs()).await.unwrap();
+    assert_eq!(
+        members
+            .iter()
+            .map(|m| m.connection_id.as_str())
+            .collect::<Vec<_>>(),
+        [ID]
+    );
+    // One notice per leave: the count while over `max_presence` (100), then diffs.
+    let notices: Vec<Value> = h
+        .delivery
+        .posts_to(ID)
+        .into_iter()
+        .filter(|f| {
+            f["action"]
+                .as_str()
+                .is_some_and(|a| a.starts_with("vk:presence"))
+        })
+        .collect();
+    assert_eq!(notices.len(), stale);
+    assert_eq!(
+        notices[0],
+        json!({"action": "vk:presence_count", "topic": "room:1", "count": stale})
+    );
+    let diffs = notices.iter().filter(|f| f["action"] == "vk:presence_diff");
+    assert_eq!(diffs.clone().count(), 100, "{:?}", notices.last());
+    assert!(
+        diffs
+            .into_iter()
+            .all(|d| d["leaves"].as_object().unwrap().len() == 1)
+    );
 }
