@@ -383,26 +383,35 @@ impl Messenger {
         let queue = pending.clone();
         Box::pin(REMOVED_QUEUE.scope(pending, async move {
             loop {
-                let next = queue
+                // Everything queued so far goes together: one read of each topic's
+                // members and one leave notice for all of it, not one per connection.
+                let batch: Vec<_> = queue
                     .lock()
                     .unwrap_or_else(std::sync::PoisonError::into_inner)
-                    .pop_front();
-                let Some((record, reason)) = next else { break };
-                self.run_removed(record, reason).await;
+                    .drain(..)
+                    .collect();
+                if batch.is_empty() {
+                    break;
+                }
+                self.run_removed(batch).await;
             }
         }))
     }
 
-    async fn run_removed(&self, record: Connection, reason: DisconnectReason) {
+    async fn run_removed(&self, batch: Vec<(Connection, DisconnectReason)>) {
         if let Some(topics) = &self.topics {
+            let ids: Vec<&str> = batch
+                .iter()
+                .map(|(r, _)| r.connection_id.as_str())
+                .collect();
             let now = self.clock.now_secs();
-            topics
-                .connection_removed(self, &record.connection_id, now)
-                .await;
+            topics.connections_removed(self, &ids, now).await;
         }
         if let Some(on) = &self.on_removed {
-            let ctx = HookCtx::new(self.clone(), on.app.clone());
-            (on.hook)(record, reason, ctx).await;
+            for (record, reason) in batch {
+                let ctx = HookCtx::new(self.clone(), on.app.clone());
+                (on.hook)(record, reason, ctx).await;
+            }
         }
     }
 

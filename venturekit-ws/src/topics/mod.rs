@@ -29,6 +29,9 @@ use std::sync::Arc;
 pub const MAX_TOPIC_NAME: usize = 128;
 /// Most bytes of presence metadata (a JSON object).
 pub const MAX_META_BYTES: usize = 1024;
+/// Most leaves one `vk:presence_diff` carries (connections that vanished together leave
+/// together); with metas of at most [`MAX_META_BYTES`] a diff stays far under 128 KB.
+const LEAVES_PER_DIFF: usize = 50;
 /// Default most topics per connection.
 pub const DEFAULT_MAX_TOPICS: usize = 50;
 /// Default most members for which presence state and diffs are sent.
@@ -317,30 +320,42 @@ impl Topics {
         let key = topic_key(tenant, name);
         match self.store.leave(&key, connection_id).await? {
             Some(member) => {
-                self.announce_leave(messenger, &member, now_secs).await;
+                self.announce_leaves(messenger, std::slice::from_ref(&member), now_secs)
+                    .await;
                 Ok(true)
             }
             None => Ok(false),
         }
     }
 
-    /// A removed connection leaves every topic; presence members hear it (a synthetic leave
-    /// when the socket just vanished).
-    pub(crate) async fn connection_removed(
+    /// Removed connections leave every topic; presence members hear it (a synthetic leave
+    /// when the socket just vanished). Connections removed together (found gone by the same
+    /// send) leave together: one read of each topic's members, one notice for all of them.
+    pub(crate) async fn connections_removed(
         &self,
         messenger: &Messenger,
-        connection_id: &str,
+        connection_ids: &[&str],
         now_secs: i64,
     ) {
-        match self.store.remove_connection(connection_id).await {
-            Ok(left) => {
-                for member in left {
-                    self.announce_leave(messenger, &member, now_secs).await;
+        let mut left_by_topic: std::collections::BTreeMap<String, Vec<TopicMember>> =
+            std::collections::BTreeMap::new();
+        for &connection_id in connection_ids {
+            match self.store.remove_connection(connection_id).await {
+                Ok(left) => {
+                    for member in left {
+                        left_by_topic
+                            .entry(member.topic.clone())
+                            .or_default()
+                            .push(member);
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(%connection_id, error = %e, "leaving the topics of a removed connection failed")
                 }
             }
-            Err(e) => {
-                tracing::warn!(%connection_id, error = %e, "leaving the topics of a removed connection failed")
-            }
+        }
+        for left in left_by_topic.values() {
+            self.announce_leaves(messenger, left, now_secs).await;
         }
     }
 
@@ -373,27 +388,36 @@ impl Topics {
         self.send_to_members(messenger, members, &diff).await;
     }
 
-    async fn announce_leave(&self, messenger: &Messenger, left: &TopicMember, now_secs: i64) {
-        let name = left.name().to_owned();
+    /// Tells the members of one topic that `left` (members of that topic) left: the count
+    /// when the topic is over its presence limit, otherwise diffs of at most
+    /// [`LEAVES_PER_DIFF`] leaves each.
+    async fn announce_leaves(&self, messenger: &Messenger, left: &[TopicMember], now_secs: i64) {
+        let Some(first) = left.first() else {
+            return;
+        };
+        let name = first.name().to_owned();
         let Some(max) = self.presence_for(&name) else {
             return;
         };
-        let members = match self.store.members(&left.topic, now_secs).await {
+        let members = match self.store.members(&first.topic, now_secs).await {
             Ok(members) => members,
             Err(e) => {
                 tracing::warn!(error = %e, "reading members for a leave failed");
                 return;
             }
         };
-        let frame = if members.len() > max {
-            json!({"action": "vk:presence_count", "topic": name, "count": members.len()})
-        } else {
-            json!({
+        if members.len() > max {
+            let frame =
+                json!({"action": "vk:presence_count", "topic": name, "count": members.len()});
+            return self.send_to_members(messenger, &members, &frame).await;
+        }
+        for leaves in left.chunks(LEAVES_PER_DIFF) {
+            let frame = json!({
                 "action": "vk:presence_diff", "topic": name,
-                "joins": {}, "leaves": presences(std::slice::from_ref(left))
-            })
-        };
-        self.send_to_members(messenger, &members, &frame).await;
+                "joins": {}, "leaves": presences(leaves)
+            });
+            self.send_to_members(messenger, &members, &frame).await;
+        }
     }
 
     async fn send_to_members(&self, messenger: &Messenger, members: &[TopicMember], frame: &Value) {
