@@ -361,7 +361,8 @@ impl Messenger {
     ///
     /// A hook may send, a send may find gone connections, and removing those runs hooks
     /// again. Those nested removals are not run inside the send that found them: they wait
-    /// in a queue the outermost call works off one after another, so a chain of stale
+    /// in a queue the outermost call works off in batches (the connections of a batch leave
+    /// their topics together, then their hooks run one after another), so a chain of stale
     /// connections (thousands after a deploy) costs a loop, not a stack frame per connection.
     pub(crate) fn removed(
         &self,
