@@ -105,6 +105,16 @@ fn model_app() -> (App, Arc<Seen>) {
     (app, seen)
 }
 
+/// Opening a socket with `query` is refused with HTTP `status`.
+async fn assert_upgrade_refused(addr: std::net::SocketAddr, query: &str, status: u16) {
+    match tokio_tungstenite::connect_async(format!("ws://{addr}/?{query}")).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+            assert_eq!(response.status(), status)
+        }
+        other => panic!("expected HTTP {status}, got {other:?}"),
+    }
+}
+
 async fn authed_as(addr: std::net::SocketAddr, token: &str) -> Client {
     let mut c = Client::connect(addr).await;
     let reply = c.auth(token).await;
@@ -277,13 +287,7 @@ async fn hooks_see_connects_and_auths_and_may_refuse() {
     let (app, _seen) = model_app();
     let server = start(app).await;
     // Refused by the connect hook: HTTP 403 to the upgrade, and no record.
-    let refused = tokio_tungstenite::connect_async(format!("ws://{}/?refuse=1", server.addr)).await;
-    match refused {
-        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
-            assert_eq!(response.status(), 403)
-        }
-        other => panic!("expected HTTP 403, got {other:?}"),
-    }
+    assert_upgrade_refused(server.addr, "refuse=1", 403).await;
     assert!(records(server.addr).await.is_empty());
     // Headers reach the hook.
     use tokio_tungstenite::tungstenite::client::IntoClientRequest;
@@ -317,13 +321,7 @@ async fn hooks_see_connects_and_auths_and_may_refuse() {
 async fn a_panicking_hook_is_an_error_not_an_outage() {
     let (app, _seen) = model_app();
     let server = start(app).await;
-    let failed = tokio_tungstenite::connect_async(format!("ws://{}/?panic=1", server.addr)).await;
-    match failed {
-        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
-            assert_eq!(response.status(), 500)
-        }
-        other => panic!("expected HTTP 500, got {other:?}"),
-    }
+    assert_upgrade_refused(server.addr, "panic=1", 500).await;
     assert!(records(server.addr).await.is_empty());
     let mut panicky = Client::authed(server.addr, "panicky", &[]).await;
     panicky

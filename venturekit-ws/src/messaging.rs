@@ -150,8 +150,7 @@ impl std::fmt::Debug for Messenger {
 }
 
 /// Removals found while a removal's hook runs, waiting for the outermost one to run them.
-type RemovedQueue =
-    Arc<std::sync::Mutex<std::collections::VecDeque<(Connection, DisconnectReason)>>>;
+type RemovedQueue = Arc<std::sync::Mutex<Vec<(Connection, DisconnectReason)>>>;
 
 tokio::task_local! {
     static REMOVED_QUEUE: RemovedQueue;
@@ -386,11 +385,11 @@ impl Messenger {
             loop {
                 // Everything queued so far goes together: one read of each topic's
                 // members and one leave notice for all of it, not one per connection.
-                let batch: Vec<_> = queue
-                    .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner)
-                    .drain(..)
-                    .collect();
+                let batch = std::mem::take(
+                    &mut *queue
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner),
+                );
                 if batch.is_empty() {
                     break;
                 }

@@ -11,23 +11,18 @@ use std::panic::AssertUnwindSafe;
 
 /// Runs the app's async code (`what` names it in the log); `None` when it panicked.
 pub(crate) async fn caught<T>(what: &'static str, run: impl Future<Output = T>) -> Option<T> {
-    match AssertUnwindSafe(run).catch_unwind().await {
-        Ok(value) => Some(value),
-        Err(_) => {
-            tracing::error!(code = what, "the app's code panicked");
-            None
-        }
-    }
+    let outcome = AssertUnwindSafe(run).catch_unwind().await;
+    outcome.map_err(|_| panicked(what)).ok()
 }
 
 /// Runs the app's code that does not await (`what` names it in the log); `None` when it
 /// panicked.
 pub(crate) fn caught_now<T>(what: &'static str, run: impl FnOnce() -> T) -> Option<T> {
-    match std::panic::catch_unwind(AssertUnwindSafe(run)) {
-        Ok(value) => Some(value),
-        Err(_) => {
-            tracing::error!(code = what, "the app's code panicked");
-            None
-        }
-    }
+    std::panic::catch_unwind(AssertUnwindSafe(run))
+        .map_err(|_| panicked(what))
+        .ok()
+}
+
+fn panicked(what: &'static str) {
+    tracing::error!(code = what, "the app's code panicked");
 }

@@ -613,6 +613,24 @@ async fn rooms_with_presence_on_lambda_and_dynamodb() {
     assert!(to_carol.contains(&json!({"action": "left", "userId": "alice", "reason": "expired"})));
 }
 
+/// The lines `stream` (the function's stdout or stderr) has written so far, read on a thread.
+fn collect_lines(
+    stream: impl std::io::Read + Send + 'static,
+) -> std::sync::Arc<std::sync::Mutex<Vec<String>>> {
+    use std::io::BufRead;
+    let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let sink = lines.clone();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stream)
+            .lines()
+            .map_while(Result::ok)
+        {
+            sink.lock().unwrap().push(line);
+        }
+    });
+    lines
+}
+
 /// The EMF lines the function printed so far (stdout lines starting `{"_aws"`).
 fn emf_lines(lines: &std::sync::Mutex<Vec<String>>) -> Vec<Value> {
     lines
@@ -628,7 +646,6 @@ fn emf_lines(lines: &std::sync::Mutex<Vec<String>>) -> Vec<Value> {
 
 #[tokio::test]
 async fn every_invocation_writes_cloudwatch_emf_metrics() {
-    use std::io::BufRead;
     let client = dynamo_client();
     let table = fresh_table(&client, "emf").await;
     history_table(&client, &table).await;
@@ -640,16 +657,7 @@ async fn every_invocation_writes_cloudwatch_emf_metrics() {
         .unwrap();
     let stdout = child.stdout.take().unwrap();
     let _function = Function(child);
-    let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-    let sink = lines.clone();
-    std::thread::spawn(move || {
-        for line in std::io::BufReader::new(stdout)
-            .lines()
-            .map_while(Result::ok)
-        {
-            sink.lock().unwrap().push(line);
-        }
-    });
+    let lines = collect_lines(stdout);
 
     // A scripted session: alice authenticates, bob fails twice, alice broadcasts (reaching
     // herself), sends an unknown action, and bob's guarded message is refused.
@@ -738,7 +746,6 @@ async fn every_invocation_writes_cloudwatch_emf_metrics() {
 /// id).
 #[tokio::test]
 async fn log_lines_carry_the_message_span_and_the_lambda_trace_id() {
-    use std::io::BufRead;
     let client = dynamo_client();
     let table = fresh_table(&client, "span").await;
     history_table(&client, &table).await;
@@ -752,16 +759,7 @@ async fn log_lines_carry_the_message_span_and_the_lambda_trace_id() {
         .unwrap();
     let stderr = child.stderr.take().unwrap();
     let _function = Function(child);
-    let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
-    let sink = lines.clone();
-    std::thread::spawn(move || {
-        for line in std::io::BufReader::new(stderr)
-            .lines()
-            .map_while(Result::ok)
-        {
-            sink.lock().unwrap().push(line);
-        }
-    });
+    let lines = collect_lines(stderr);
     let line_with = |needle: &'static str| {
         let lines = lines.clone();
         async move {

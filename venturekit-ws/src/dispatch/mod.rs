@@ -517,6 +517,9 @@ impl Dispatcher {
         let name = def.name();
         let error =
             |code, message: &str| protocol::error_frame_ref(Some(name), reference, code, message);
+        // What the app's code panicking before the handler is answered (the handler's own
+        // panic goes the way of its errors).
+        let internal = || error(ErrorCode::Internal, crate::error::INTERNAL_MESSAGE);
         let record = if def.is_public() {
             None
         } else {
@@ -538,7 +541,7 @@ impl Dispatcher {
                             return reply(connections, &id, &error(ErrorCode::Forbidden, &why))
                                 .await;
                         }
-                        None => return reply(connections, &id, &internal(name, reference)).await,
+                        None => return reply(connections, &id, &internal()).await,
                     }
                     Some(record)
                 }
@@ -563,16 +566,11 @@ impl Dispatcher {
             Some(Err(message)) => {
                 return reply(connections, &id, &error(ErrorCode::BadRequest, &message)).await;
             }
-            None => return reply(connections, &id, &internal(name, reference)).await,
+            None => return reply(connections, &id, &internal()).await,
         };
         let outcome = crate::unwind::caught("the handler", future)
             .await
-            .unwrap_or_else(|| {
-                Err(crate::WsError::new(
-                    ErrorCode::Internal,
-                    crate::error::INTERNAL_MESSAGE,
-                ))
-            });
+            .unwrap_or_else(|| Err(crate::WsError::internal("the handler panicked")));
         match outcome.map(|text| protocol::with_ref(name, text, reference)) {
             Ok(None) => {}
             Ok(Some(text)) if text.len() > MAX_MESSAGE_BYTES => {
@@ -594,16 +592,6 @@ impl Dispatcher {
             }
         }
     }
-}
-
-/// The `internal` error frame for `action`.
-fn internal(action: &str, reference: Option<&Ref>) -> String {
-    protocol::error_frame_ref(
-        Some(action),
-        reference,
-        ErrorCode::Internal,
-        crate::error::INTERNAL_MESSAGE,
-    )
 }
 
 async fn close(connections: &Messenger, id: &str) {
